@@ -1,0 +1,50 @@
+"""File names inside plumb's artifacts, and small readers and writers for them.
+
+A preprocessor directory holds `schema.json` and `transform.json`. A model directory
+holds those two plus the served model (`model.onnx`), `metadata.json`, and the framework
+checkpoint; the model server and every later step read that layout.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+SCHEMA_FILE = "schema.json"
+TRANSFORM_FILE = "transform.json"
+ONNX_MODEL_FILE = "model.onnx"
+METADATA_FILE = "metadata.json"
+TORCH_CHECKPOINT_FILE = "checkpoint.pt"
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    Path(path).write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def write_table(frame: pd.DataFrame, path: str | Path) -> None:
+    frame.reset_index(drop=True).to_parquet(path, index=False)
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    return pd.read_parquet(path)
+
+
+def copy_preprocessor(source_dir: str | Path, model_dir: str | Path) -> None:
+    """Copy the schema and transform next to a model, so the model dir is self-contained."""
+    for name in (SCHEMA_FILE, TRANSFORM_FILE):
+        shutil.copy2(Path(source_dir) / name, Path(model_dir) / name)
+
+
+def dir_size_bytes(path: str | Path) -> int:
+    root = Path(path)
+    if root.is_file():
+        return root.stat().st_size
+    return sum(file.stat().st_size for file in root.rglob("*") if file.is_file())

