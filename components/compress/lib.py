@@ -22,7 +22,7 @@ from components.common.artifacts import (
     write_json,
 )
 from components.common.config import CompressionConfig
-from components.common.onnx_model import OnnxModel
+from components.common.model_runtime import load_model
 from components.evaluate.metrics import compute_metrics
 
 logger = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def _selection_metric(task: str) -> str:
 
 
 def _measure(name: str, model_dir: Path, validation: pd.DataFrame) -> Candidate:
-    model = OnnxModel(model_dir)
+    model = load_model(model_dir)
     metric_name = _selection_metric(model.schema.task)
     scores = compute_metrics(
         model.schema.labels(validation),

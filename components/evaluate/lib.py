@@ -12,7 +12,7 @@ import pandas as pd
 from sklearn import metrics as skm
 
 from components.common.config import EvaluationConfig
-from components.common.onnx_model import OnnxModel
+from components.common.model_runtime import load_model
 from components.evaluate.metrics import GateVerdict, apply_gate, compute_metrics
 
 logger = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def evaluate_model(
     model_dir: str | Path, test: pd.DataFrame, config: EvaluationConfig
 ) -> Evaluation:
     """Score a model directory on raw test rows and apply the gate."""
-    model = OnnxModel(model_dir)
+    model = load_model(model_dir)
     y_true = model.schema.labels(test)
     y_score = model.predict(test)
     metrics = compute_metrics(

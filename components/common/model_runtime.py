@@ -1,4 +1,9 @@
-"""Run an exported model directory in onnxruntime: raw rows in, predictions out."""
+"""Run an exported model directory: raw rows in, predictions out.
+
+`load_model` reads `metadata.json` and picks the runtime for its `format`: onnxruntime
+for `onnx`. Evaluation, compression and the model server all predict through here, so a
+model is scored the same way wherever it runs.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from components.common.artifacts import (
     TRANSFORM_FILE,
     read_json,
 )
+from components.common.errors import PlumbError
 from components.preprocess.schema import Schema
 from components.preprocess.transform import Transform
 
@@ -38,6 +44,7 @@ class OnnxModel:
             providers=["CPUExecutionProvider"],
         )
         self._input = self.session.get_inputs()[0].name
+        self.model_dir = directory
 
     def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
         """Predict from an already transformed float32 matrix; one value per row."""
@@ -47,3 +54,25 @@ class OnnxModel:
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         """Predict from raw rows: a probability (`binary`) or a value per row."""
         return self.predict_matrix(self.transform.apply(frame))
+
+
+def load_model(model_dir: str | Path, *, threads: int | None = None) -> OnnxModel:
+    """Load a model directory with the runtime its `metadata.json` names.
+
+    Raises:
+        PlumbError: The directory holds no model, or its format is unknown.
+    """
+    directory = Path(model_dir)
+    metadata_path = directory / METADATA_FILE
+    if not metadata_path.is_file():
+        raise PlumbError(
+            f"no {METADATA_FILE} in {str(directory)!r}; point at a model directory "
+            "written by plumb's train or compress step"
+        )
+    model_format = read_json(metadata_path).get("format", "onnx")
+    if model_format == "onnx":
+        return OnnxModel(directory, threads=threads)
+    raise PlumbError(
+        f"unknown model format {model_format!r} in {str(metadata_path)!r}; "
+        "plumb serves 'onnx'"
+    )
