@@ -1,8 +1,9 @@
 """File names inside plumb's artifacts, and small readers and writers for them.
 
 A preprocessor directory holds `schema.json` and `transform.json`. A model directory
-holds those two plus the served model (`model.onnx`), `metadata.json`, and the framework
-checkpoint; the model server and every later step read that layout.
+holds those two plus the served model (`model.onnx`), `metadata.json`, the framework
+checkpoint and `reference.parquet` (a training sample the drift monitor compares with).
+The model server and every later step read that layout.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ TRANSFORM_FILE = "transform.json"
 ONNX_MODEL_FILE = "model.onnx"
 METADATA_FILE = "metadata.json"
 TORCH_CHECKPOINT_FILE = "checkpoint.pt"
+REFERENCE_FILE = "reference.parquet"
+"""A sample of the training split (features and target): the drift reference."""
+REFERENCE_MAX_ROWS = 50_000
 
 
 def write_json(path: str | Path, data: Any) -> None:
@@ -48,3 +52,13 @@ def dir_size_bytes(path: str | Path) -> int:
     if root.is_file():
         return root.stat().st_size
     return sum(file.stat().st_size for file in root.rglob("*") if file.is_file())
+
+
+def write_reference(
+    train: pd.DataFrame, model_dir: str | Path, *, seed: int = 0
+) -> None:
+    """Ship a seeded sample of the training rows with the model, for drift checks."""
+    sample = train
+    if len(train) > REFERENCE_MAX_ROWS:
+        sample = train.sample(n=REFERENCE_MAX_ROWS, random_state=seed).sort_index()
+    write_table(sample, Path(model_dir) / REFERENCE_FILE)

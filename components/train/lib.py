@@ -24,6 +24,7 @@ from components.common.artifacts import (
     TORCH_CHECKPOINT_FILE,
     copy_preprocessor,
     write_json,
+    write_reference,
 )
 from components.common.config import TrainingConfig
 from components.common.errors import PlumbError
@@ -192,6 +193,7 @@ def train_and_export(
         out / TORCH_CHECKPOINT_FILE,
     )
     copy_preprocessor(preprocessor, out)
+    write_reference(train, out, seed=config.seed)
     write_json(
         out / METADATA_FILE,
         {
