@@ -149,12 +149,86 @@ class CompressionConfig(_Section):
     show against the float model and still be selected."""
 
 
+BINARY_METRICS = (
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "roc_auc",
+    "pr_auc",
+    "log_loss",
+    "brier",
+)
+"""Metrics evaluation computes for `binary` models (and a gate may name)."""
+
+REGRESSION_METRICS = ("mse", "rmse", "mae", "r2")
+"""Metrics evaluation computes for `regression` models (and a gate may name)."""
+
+
+def _check_metric_names(limits: dict[str, float], *, field_name: str) -> None:
+    known = BINARY_METRICS + REGRESSION_METRICS
+    unknown = sorted(name for name in limits if name not in known)
+    if unknown:
+        raise ValueError(
+            f"{field_name} names unknown metric {unknown[0]!r}; "
+            f"choose from {list(known)}"
+        )
+    negative = sorted(name for name, value in limits.items() if not value >= 0)
+    if negative and field_name != "thresholds":
+        raise ValueError(
+            f"{field_name} for {negative[0]!r} is {limits[negative[0]]!r}; "
+            "an allowed regression is a number >= 0"
+        )
+
+
+class ComparisonLimits(_Section):
+    """How much worse than a reference model (incumbent or baseline) the candidate
+    may be. A regression is measured in the direction that is worse for the metric
+    (a drop of `roc_auc`, a rise of `rmse`)."""
+
+    max_regression: dict[str, float] = Field(default_factory=dict)
+    """Largest allowed absolute regression per metric, in the metric's units, e.g.
+    `{roc_auc: 0.01}`. Empty checks nothing."""
+
+    max_relative_regression: dict[str, float] = Field(default_factory=dict)
+    """Largest allowed regression per metric as a fraction of the reference model's
+    value, e.g. `{rmse: 0.05}` allows 5 % more error. Empty checks nothing."""
+
+    @model_validator(mode="after")
+    def _known_metrics(self) -> ComparisonLimits:
+        _check_metric_names(self.max_regression, field_name="max_regression")
+        _check_metric_names(
+            self.max_relative_regression, field_name="max_relative_regression"
+        )
+        return self
+
+
 class GateConfig(_Section):
     """The evaluation gate that decides whether a model may ship."""
 
-    thresholds: dict[str, float] = Field(default_factory=lambda: {"roc_auc": 0.6})
+    thresholds: dict[str, float] | None = None
     """Minimum value per metric on the test split (for error metrics such as `mse`,
-    `rmse`, `mae`, `log_loss`: maximum value)."""
+    `rmse`, `mae`, `log_loss`, `brier`: maximum value). None applies `roc_auc >= 0.6`
+    to `binary` models and `r2 >= 0.0` to `regression` models; `{}` checks nothing."""
+
+    incumbent: ComparisonLimits = ComparisonLimits()
+    """Allowed regression against the incumbent (`evaluation.incumbent_model_dir`);
+    checked only when an incumbent is configured."""
+
+    baseline: ComparisonLimits = ComparisonLimits()
+    """Allowed regression against the tree baseline trained next to the candidate;
+    checked only when the run produced a baseline. Empty by default: the baseline is
+    shown for reference."""
+
+    require_incumbent: bool = False
+    """Fail the gate when no incumbent is configured, so a model can never replace
+    production unchecked. False lets the first run ship."""
+
+    @model_validator(mode="after")
+    def _known_metrics(self) -> GateConfig:
+        if self.thresholds is not None:
+            _check_metric_names(self.thresholds, field_name="thresholds")
+        return self
 
 
 class EvaluationConfig(_Section):
@@ -163,8 +237,41 @@ class EvaluationConfig(_Section):
     gate: GateConfig = GateConfig()
     """The pass/fail gate."""
 
+    threshold_strategy: Literal["fixed", "f1", "youden"] = "fixed"
+    """For `binary`: how the decision threshold is chosen. `fixed` uses
+    `decision_threshold`; `f1` picks the threshold with the best F1 on the validation
+    split; `youden` the one with the largest TPR - FPR (Youden's J) on the validation
+    split. The test split is never used to choose it."""
+
     decision_threshold: float = Field(0.5, gt=0.0, lt=1.0)
-    """For `binary`: probability at or above which a row is labelled positive."""
+    """For `binary` with `threshold_strategy: fixed`: probability at or above which a
+    row is labelled positive."""
+
+    incumbent_model_dir: str | None = None
+    """The model serving in the target environment, compared with the candidate on
+    the same test rows: a local path or an fsspec URI (`file://`, or `s3://`/`gs://`
+    where s3fs/gcsfs is installed). None (the first run) skips the comparison. A path
+    that does not exist is an error, not a skipped check."""
+
+    slice_column: str | None = None
+    """Column whose categories get their own metrics in the report, so a group the
+    model serves badly is visible. None takes the built-in dataset's choice (`carrier`
+    for flights) or skips slices. Numeric columns are cut into quantile bins."""
+
+    max_slices: int = Field(20, ge=2)
+    """Most slices shown; the rarest categories beyond this are pooled as `other`."""
+
+    importance_repeats: int = Field(5, ge=1)
+    """Shuffles per column for permutation importance."""
+
+    importance_max_rows: int = Field(5_000, ge=50)
+    """Test rows (a seeded sample) used for permutation importance."""
+
+    explained_rows: int = Field(10, ge=0)
+    """Test rows whose per-prediction attributions the report lists (0: none)."""
+
+    seed: int = 0
+    """Seed of the importance shuffles and row samples."""
 
 
 class DeploymentConfig(_Section):

@@ -31,6 +31,8 @@ class DatasetSpec:
     loader: Callable[[], pd.DataFrame] = field(repr=False)
     positive_class: str | None = None
     time_column: str | None = None
+    slice_column: str | None = None
+    """Column the evaluation report breaks metrics down by (e.g. the airline)."""
 
 
 @dataclass
@@ -111,6 +113,7 @@ BUILTIN_DATASETS: dict[str, DatasetSpec] = {
         ],
         positive_class="delayed",
         time_column="month",
+        slice_column="carrier",
         loader=_load_flights,
     ),
     "credit": DatasetSpec(
@@ -132,6 +135,7 @@ BUILTIN_DATASETS: dict[str, DatasetSpec] = {
             "Price",
         ],
         positive_class="bad",
+        slice_column="Home",
         loader=_load_credit,
     ),
     "breast-cancer": DatasetSpec(
