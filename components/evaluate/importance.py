@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from components.evaluate.metrics import PRIMARY_METRIC, compute_metrics
+from components.evaluate.metrics import check_predictions, primary_score
 
 logger = logging.getLogger(__name__)
 
@@ -79,17 +79,20 @@ def permutation_importance(
         One entry per column, most important first.
     """
     started = time.perf_counter()
-    metric = PRIMARY_METRIC[task]
     rng = np.random.default_rng(seed)
-    base = compute_metrics(y_true, predict(frame), task=task)[metric]
+    y_true = np.asarray(y_true, dtype=np.float64)
+    predictions = predict(frame)
+    check_predictions(y_true, predictions, task=task)
+    base = primary_score(y_true, predictions, task=task)
     results = []
     for column in columns:
         drops = []
         for _ in range(repeats):
             shuffled = frame.copy()
             shuffled[column] = rng.permutation(frame[column].to_numpy())
-            score = compute_metrics(y_true, predict(shuffled), task=task)[metric]
-            drops.append(base - score)
+            predictions = predict(shuffled)
+            check_predictions(y_true, predictions, task=task)
+            drops.append(base - primary_score(y_true, predictions, task=task))
         results.append(
             FeatureImportance(
                 column=column,

@@ -81,3 +81,10 @@ def grouped_frame(rows: int, *, seed: int) -> pd.DataFrame:
             "delayed": np.where(label, "yes", "no"),
         }
     )
+
+
+class NanModel:
+    """A broken classifier: every probability is NaN."""
+
+    def predict_proba(self, matrix: np.ndarray) -> np.ndarray:
+        return np.full((len(matrix), 2), np.nan)

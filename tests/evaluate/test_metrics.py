@@ -14,6 +14,7 @@ from components.evaluate.metrics import (
     choose_threshold,
     compute_metrics,
     confusion_matrix,
+    primary_score,
     slice_groups,
     slice_metrics,
 )
@@ -163,3 +164,18 @@ def test_slice_metrics_expose_a_bad_group() -> None:
     assert results["good"].rows == 300
     assert results["good"].metrics["roc_auc"] > 0.99
     assert results["bad"].metrics["roc_auc"] < 0.7
+
+
+def test_primary_score_equals_sklearn_with_ties() -> None:
+    """The fast ROC AUC and R2 used by permutation importance equal scikit-learn's."""
+    rng = np.random.default_rng(4)
+    y_true = rng.integers(0, 2, size=300).astype(float)
+    y_score = np.round(rng.uniform(size=300) * 0.5 + y_true * 0.3, 1)  # many ties
+    assert primary_score(y_true, y_score, task="binary") == pytest.approx(
+        skm.roc_auc_score(y_true, y_score), abs=TOLERANCE
+    )
+    values = rng.normal(size=300)
+    guesses = values + rng.normal(scale=0.5, size=300)
+    assert primary_score(values, guesses, task="regression") == pytest.approx(
+        skm.r2_score(values, guesses), abs=TOLERANCE
+    )
