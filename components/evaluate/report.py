@@ -168,6 +168,7 @@ def _curves(evaluation: Evaluation) -> str:
         x_label="false positive rate",
         y_label="true positive rate",
         diagonal=True,
+        legend_at="bottom-right",
     )
     pr = line_chart(
         [
@@ -177,6 +178,7 @@ def _curves(evaluation: Evaluation) -> str:
         title="Precision-recall curve",
         x_label="recall",
         y_label="precision",
+        legend_at="bottom-left",
     )
     body = f"<div class='charts'><figure>{roc}</figure><figure>{pr}</figure></div>"
     return _section("curves", "ROC and precision-recall curves", body)
@@ -219,6 +221,7 @@ def _calibration(evaluation: Evaluation) -> str:
         y_label="observed positive rate",
         diagonal=True,
         markers=True,
+        legend_at="bottom-right",
     )
     note = (
         "<p class='note'>Each point is a bin of test rows by predicted probability. "
@@ -263,8 +266,8 @@ def _attributions(evaluation: Evaluation) -> str:
     for item in evaluation.explained:
         top = sorted(item.attributions.items(), key=lambda kv: abs(kv[1]), reverse=True)
         described = ", ".join(
-            f"{html.escape(column)}={html.escape(str(item.features[column]))} "
-            f"<span class='{'better' if value < 0 else 'worse'}'>{value:+.3f}</span>"
+            f"{html.escape(column)}={html.escape(_value(item.features[column]))} "
+            f"<b>{value:+.3f}</b>"
             for column, value in top[:TOP_ATTRIBUTIONS]
         )
         rows.append(
@@ -275,11 +278,16 @@ def _attributions(evaluation: Evaluation) -> str:
         "<p>Per-prediction attributions, computed exactly as the model server's "
         "<code>:explain</code> endpoint computes them: the change of the prediction "
         "when one column is replaced by its training median (numbers) or the unknown "
-        "bucket (categories). Largest three per row.</p>"
+        "bucket (categories). Positive values raise the prediction. Largest three "
+        "per row.</p>"
         "<table><tr><th>prediction</th><th style='text-align:left'>largest "
         f"attributions</th></tr>{''.join(rows)}</table>"
     )
     return _section("attributions", "Per-prediction attributions", body)
+
+
+def _value(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _slices(evaluation: Evaluation) -> str:

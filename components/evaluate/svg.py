@@ -97,8 +97,13 @@ def line_chart(
     width: int = 380,
     height: int = 300,
     markers: bool = False,
+    legend_at: str = "top-left",
 ) -> str:
-    """Draw lines (optionally the y = x diagonal) inside fixed axes."""
+    """Draw lines (optionally the y = x diagonal) inside fixed axes.
+
+    `legend_at` (`top-left`, `bottom-left`, `bottom-right`) puts the legend where the
+    chart's curves usually leave room.
+    """
     left, right = MARGIN_LEFT, width - MARGIN_RIGHT
     top, bottom = MARGIN_TOP, height - MARGIN_BOTTOM
     parts = _frame(
@@ -132,7 +137,9 @@ def line_chart(
                 f"cy='{_scale(y, *y_range, bottom, top):.1f}' r='2.5' fill='{colour}'/>"
                 for x, y in zip(line.x, line.y, strict=True)
             )
-    parts.append(_legend([s.label for s in series], x=left + 8, y=top + 14))
+    legend_x = right - 170 if legend_at.endswith("right") else left + 8
+    legend_y = bottom - 14 * len(series) if legend_at.startswith("bottom") else top + 14
+    parts.append(_legend([s.label for s in series], x=legend_x, y=legend_y))
     parts.append("</svg>")
     return "".join(parts)
 
