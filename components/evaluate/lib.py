@@ -143,30 +143,11 @@ def evaluate_model(
         )
 
     # Score the candidate, then the reference models on the same rows.
-    score = _score(
-        "candidate", candidate, test, y_true, validation, y_valid, config=config
+    splits = _Splits(test, y_true, validation, y_valid)
+    score = _score("candidate", candidate, splits, config=config, location=model_dir)
+    references = _score_references(
+        schema, splits, config=config, baseline_model_dir=baseline_model_dir
     )
-    references: dict[str, ModelScore] = {}
-    with tempfile.TemporaryDirectory() as download_dir:
-        sources = {
-            "baseline": baseline_model_dir,
-            "incumbent": (
-                None
-                if config.incumbent_model_dir is None
-                else fetch_model_dir(config.incumbent_model_dir, download_dir)
-            ),
-        }
-        for name, source in sources.items():
-            if source is None:
-                continue
-            reference = load_model(source)
-            check_same_schema(schema, reference.schema, name=name)
-            references[name] = _score(
-                name, reference, test, y_true, validation, y_valid, config=config
-            )
-            references[name].model_dir = str(
-                config.incumbent_model_dir if name == "incumbent" else source
-            )
 
     # Decide.
     verdict = apply_gate(
@@ -330,34 +311,67 @@ def _labels(schema: Schema, frame: pd.DataFrame, split: str) -> np.ndarray:
     return schema.labels(frame).astype(np.float64)
 
 
+@dataclass
+class _Splits:
+    test: pd.DataFrame
+    y_true: np.ndarray
+    validation: pd.DataFrame | None
+    y_valid: np.ndarray | None
+
+
+def _score_references(
+    schema: Schema,
+    splits: _Splits,
+    *,
+    config: EvaluationConfig,
+    baseline_model_dir: str | Path | None,
+) -> dict[str, ModelScore]:
+    references: dict[str, ModelScore] = {}
+    with tempfile.TemporaryDirectory() as download_dir:
+        sources: dict[str, tuple[str | Path, Path]] = {}
+        if baseline_model_dir is not None:
+            sources["baseline"] = (baseline_model_dir, Path(baseline_model_dir))
+        incumbent = config.incumbent_model_dir
+        if incumbent is not None:
+            sources["incumbent"] = (incumbent, fetch_model_dir(incumbent, download_dir))
+        for name, (location, local_dir) in sources.items():
+            reference = load_model(local_dir)
+            check_same_schema(schema, reference.schema, name=name)
+            references[name] = _score(
+                name, reference, splits, config=config, location=location
+            )
+    return references
+
+
 def _score(
     name: str,
     model: Model,
-    test: pd.DataFrame,
-    y_true: np.ndarray,
-    validation: pd.DataFrame | None,
-    y_valid: np.ndarray | None,
+    splits: _Splits,
     *,
     config: EvaluationConfig,
+    location: str | Path,
 ) -> ModelScore:
-    y_score = model.predict(test)
-    if model.schema.task == "regression":
-        metrics = m.compute_metrics(y_true, y_score, task="regression")
-        return ModelScore(name, str(model.model_dir), metrics, None, y_score)
-    threshold = m.choose_threshold(
-        y_valid,
-        None if validation is None else model.predict(validation),
-        strategy=config.threshold_strategy,
-        fixed=config.decision_threshold,
-    )
+    y_score = model.predict(splits.test)
+    threshold = None
+    if model.schema.task == "binary":
+        threshold = m.choose_threshold(
+            splits.y_valid,
+            None if splits.validation is None else model.predict(splits.validation),
+            strategy=config.threshold_strategy,
+            fixed=config.decision_threshold,
+        )
     try:
         metrics = m.compute_metrics(
-            y_true, y_score, task="binary", decision_threshold=threshold
+            splits.y_true,
+            y_score,
+            task=model.schema.task,
+            decision_threshold=threshold or 0.5,
         )
     except PlumbError as err:
         raise type(err)(f"{name} model: {err}") from err
-    metrics["decision_threshold"] = threshold
-    return ModelScore(name, str(model.model_dir), metrics, threshold, y_score)
+    if threshold is not None:
+        metrics["decision_threshold"] = threshold
+    return ModelScore(name, str(location), metrics, threshold, y_score)
 
 
 def _metrics_of(score: ModelScore | None) -> dict[str, float] | None:

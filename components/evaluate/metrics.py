@@ -284,8 +284,8 @@ def slice_metrics(
 ) -> list[SliceResult]:
     """Compute per-slice metrics, largest slice first.
 
-    A slice holding a single class gets accuracy, recall/precision-free metrics only:
-    its ROC AUC is undefined and is reported as NaN rather than hidden.
+    A metric a slice cannot define (ROC AUC of a single-class slice, recall without
+    positives, R2 of one row) is NaN rather than hidden, so the slice still shows.
     """
     results = []
     values = groups.to_numpy()

@@ -14,13 +14,13 @@ from threadpoolctl import threadpool_limits
 from components.preprocess.lib import PreparedData
 
 
-@pytest.fixture(autouse=True, scope="session")
+@pytest.fixture(autouse=True)
 def _one_openmp_thread():
-    """Run scikit-learn's OpenMP code on one thread.
+    """Run scikit-learn's OpenMP code on one thread during each evaluation test.
 
-    The shared CI machine has 2 cores and many processes; HistGradientBoosting's
+    The shared test machine has 2 cores and many processes; HistGradientBoosting's
     default of one thread per core then spends most of its time waiting (13 s instead
-    of 0.5 s to fit 1,000 rows).
+    of 0.5 s to fit 1,000 rows). Scoped per test so other suites keep their threads.
     """
     with threadpool_limits(limits=1):
         yield
@@ -33,10 +33,11 @@ def baseline_model_dir(
     """The tree baseline for breast-cancer, in the layout the train step writes."""
     train = prepared_breast_cancer.splits["train"]
     estimator = HistGradientBoostingClassifier(max_iter=50, random_state=0)
-    estimator.fit(
-        prepared_breast_cancer.transform.apply(train),
-        prepared_breast_cancer.schema.labels(train),
-    )
+    with threadpool_limits(limits=1):  # session fixtures run before the autouse one
+        estimator.fit(
+            prepared_breast_cancer.transform.apply(train),
+            prepared_breast_cancer.schema.labels(train),
+        )
     return save_sklearn_model(
         estimator,
         schema=prepared_breast_cancer.schema,

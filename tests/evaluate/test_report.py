@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from evaluate_helpers import fit_model_dir, grouped_frame
 from sklearn.ensemble import HistGradientBoostingRegressor
+from threadpoolctl import threadpool_limits
 
 from components.common.config import EvaluationConfig
 from components.common.errors import GateFailedError
@@ -43,6 +44,12 @@ class _Collector(HTMLParser):
 @pytest.fixture(scope="module")
 def carrier_evaluation(tmp_path_factory: pytest.TempPathFactory):
     """A binary model on synthetic flights-like rows, with a baseline and an incumbent."""
+    # Module fixtures run before conftest's per-test one-thread limit.
+    with threadpool_limits(limits=1):
+        return _carrier_evaluation(tmp_path_factory)
+
+
+def _carrier_evaluation(tmp_path_factory: pytest.TempPathFactory):
     frame = grouped_frame(2400, seed=5)
     root = tmp_path_factory.mktemp("report")
     features = ["signal", "noise_a", "noise_b", "carrier"]
