@@ -354,9 +354,12 @@ def _score(
     y_score = model.predict(splits.test)
     threshold = None
     if model.schema.task == "binary":
+        use_validation = (
+            config.threshold_strategy != "fixed" and splits.validation is not None
+        )
         threshold = m.choose_threshold(
             splits.y_valid,
-            None if splits.validation is None else model.predict(splits.validation),
+            model.predict(splits.validation) if use_validation else None,
             strategy=config.threshold_strategy,
             fixed=config.decision_threshold,
         )
