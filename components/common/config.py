@@ -131,8 +131,9 @@ class TrainingConfig(_Section):
     epochs: int = Field(20, ge=1)
     """Maximum passes over the training split."""
 
-    batch_size: int = Field(256, ge=1)
-    """Rows per optimisation step (per worker when training is distributed)."""
+    batch_size: int | None = Field(None, ge=1)
+    """Rows per optimisation step (per worker when training is distributed). None picks
+    about 1% of the training rows, between 32 and 1,024."""
 
     learning_rate: float = Field(3e-3, gt=0.0)
     """Adam learning rate."""
@@ -145,6 +146,12 @@ class TrainingConfig(_Section):
 
     seed: int = 42
     """Seed of weights, shuffling and dropout."""
+
+    def batch_size_for(self, rows: int) -> int:
+        """The batch size to use for `rows` training rows."""
+        if self.batch_size is not None:
+            return self.batch_size
+        return min(max(rows // 100, 32), 1024)
 
     @model_validator(mode="after")
     def _hidden_units_positive(self) -> TrainingConfig:

@@ -80,6 +80,7 @@ def train_network(
     val_features = torch.from_numpy(validation_x)
     val_labels = torch.from_numpy(validation_y)
 
+    batch_size = config.batch_size_for(len(features))
     best_loss = math.inf
     best_state = {k: v.clone() for k, v in network.state_dict().items()}
     stale_epochs = 0
@@ -89,8 +90,8 @@ def train_network(
         network.train()
         order = torch.randperm(len(features), generator=generator)
         total = 0.0
-        for start in range(0, len(order), config.batch_size):
-            batch = order[start : start + config.batch_size]
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
             optimizer.zero_grad()
             loss = loss_fn(network(features[batch]).squeeze(-1), labels[batch])
             loss.backward()
