@@ -144,6 +144,11 @@ class TrainingConfig(_Section):
     workers: int = Field(1, ge=1)
     """Training processes (1 trains in the component's own process)."""
 
+    threads_per_worker: int = Field(1, ge=1)
+    """CPU threads each training process uses. Tabular networks are small: one thread
+    per process avoids thread hand-off on every tiny operation (measured about 7x faster
+    than two threads on a busy 2-core machine) and leaves cores for other workers."""
+
     seed: int = 42
     """Seed of weights, shuffling and dropout."""
 

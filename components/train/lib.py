@@ -65,6 +65,7 @@ def train_network(
             f"training.framework {config.framework!r} is not available in single-process "
             "training; use 'pytorch'"
         )
+    torch.set_num_threads(config.threads_per_worker)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     network = build_network(
