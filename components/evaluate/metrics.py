@@ -79,6 +79,25 @@ def check_predictions(y_true: np.ndarray, y_score: np.ndarray, *, task: str) -> 
         )
 
 
+def check_gate_metrics(thresholds: dict[str, float] | None, *, task: str) -> None:
+    """Fail before any work when the gate names a metric the task does not compute.
+
+    Args:
+        thresholds: `evaluation.gate.thresholds`; None (the task's defaults) is valid.
+        task: `binary` or `regression`.
+
+    Raises:
+        PlumbError: A threshold names an unknown metric.
+    """
+    known = metric_names(task)
+    unknown = sorted(set(thresholds or {}) - set(known))
+    if unknown:
+        raise PlumbError(
+            f"evaluation.gate.thresholds names unknown metric {unknown[0]!r} for a "
+            f"{task} task; use one of {', '.join(known)}"
+        )
+
+
 def compute_metrics(
     y_true: np.ndarray,
     y_score: np.ndarray,

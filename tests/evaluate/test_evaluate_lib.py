@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import fsspec
 import pandas as pd
 import pytest
-from evaluate_helpers import NanModel, fit_model_dir, grouped_frame
 from sklearn import metrics as skm
 
 from components.common.config import EvaluationConfig, PlumbConfig
@@ -96,7 +94,7 @@ def test_worse_candidate_fails_against_the_incumbent(
 
 
 def test_incumbent_with_another_schema_is_refused(
-    tmp_path: Path, trained_model_dir: Path, prepared_breast_cancer
+    tmp_path: Path, trained_model_dir: Path, prepared_breast_cancer, fit_model_dir
 ) -> None:
     """An incumbent trained on other columns raises a SchemaError naming them."""
     train = prepared_breast_cancer.splits["train"]
@@ -190,7 +188,9 @@ def test_attributions_match_the_shared_explain_function(
     )
 
 
-def test_slices_expose_a_group_the_model_serves_badly(tmp_path: Path) -> None:
+def test_slices_expose_a_group_the_model_serves_badly(
+    tmp_path: Path, fit_model_dir, grouped_frame
+) -> None:
     """Per-carrier metrics show the carrier whose labels the model cannot predict."""
     frame = grouped_frame(3000, seed=2)
     features = ["signal", "noise_a", "noise_b", "carrier"]
@@ -226,14 +226,8 @@ def test_flights_slices_by_carrier_by_default() -> None:
 
 
 def test_nan_predictions_from_a_model_are_refused(
-    tmp_path: Path, baseline_model_dir: Path, prepared_breast_cancer
+    nan_model_dir: Path, prepared_breast_cancer
 ) -> None:
     """A model that predicts NaN fails with the model's name in the message."""
-    import joblib
-
-    broken = tmp_path / "broken"
-    shutil.copytree(baseline_model_dir, broken)
-
-    joblib.dump(NanModel(), broken / "baseline.joblib")
     with pytest.raises(PlumbError, match="candidate model: predictions hold"):
-        evaluate_model(broken, prepared_breast_cancer.splits["test"], _config())
+        evaluate_model(nan_model_dir, prepared_breast_cancer.splits["test"], _config())

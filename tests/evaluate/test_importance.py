@@ -6,14 +6,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from evaluate_helpers import fit_model_dir, grouped_frame
 from sklearn.ensemble import HistGradientBoostingRegressor
 
 from components.common.model_runtime import load_model
 from components.evaluate.importance import permutation_importance, sample_rows
 
 
-def test_planted_feature_ranks_first_for_a_classifier(tmp_path: Path) -> None:
+def test_planted_feature_ranks_first_for_a_classifier(
+    tmp_path: Path, fit_model_dir, grouped_frame
+) -> None:
     """`signal` (the only informative column) is ranked first with a clear margin."""
     frame = grouped_frame(1500, seed=1)
     features = ["signal", "noise_a", "noise_b", "carrier"]
@@ -42,7 +43,9 @@ def test_planted_feature_ranks_first_for_a_classifier(tmp_path: Path) -> None:
     assert all(abs(item.importance) < 0.05 for item in ranking[2:])
 
 
-def test_planted_feature_ranks_first_for_a_regressor(tmp_path: Path) -> None:
+def test_planted_feature_ranks_first_for_a_regressor(
+    tmp_path: Path, fit_model_dir
+) -> None:
     """For regression the R2 drop of the informative column dwarfs the others."""
     rng = np.random.default_rng(3)
     frame = pd.DataFrame(

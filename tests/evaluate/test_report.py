@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from evaluate_helpers import fit_model_dir, grouped_frame
 from sklearn.ensemble import HistGradientBoostingRegressor
 from threadpoolctl import threadpool_limits
 
@@ -42,14 +41,18 @@ class _Collector(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def carrier_evaluation(tmp_path_factory: pytest.TempPathFactory):
+def carrier_evaluation(
+    tmp_path_factory: pytest.TempPathFactory, fit_model_dir, grouped_frame
+):
     """A binary model on synthetic flights-like rows, with a baseline and an incumbent."""
     # Module fixtures run before conftest's per-test one-thread limit.
     with threadpool_limits(limits=1):
-        return _carrier_evaluation(tmp_path_factory)
+        return _carrier_evaluation(tmp_path_factory, fit_model_dir, grouped_frame)
 
 
-def _carrier_evaluation(tmp_path_factory: pytest.TempPathFactory):
+def _carrier_evaluation(
+    tmp_path_factory: pytest.TempPathFactory, fit_model_dir, grouped_frame
+):
     frame = grouped_frame(2400, seed=5)
     root = tmp_path_factory.mktemp("report")
     features = ["signal", "noise_a", "noise_b", "carrier"]
@@ -141,7 +144,9 @@ def test_failed_gate_reads_as_failed_everywhere(
         check_verdict(tmp_path / "verdict.json")
 
 
-def test_regression_report_shows_predicted_against_actual(tmp_path: Path) -> None:
+def test_regression_report_shows_predicted_against_actual(
+    tmp_path: Path, fit_model_dir
+) -> None:
     """A regression report has metrics, a scatter, importance and slices, no ROC."""
     rng = np.random.default_rng(6)
     frame = pd.DataFrame(
