@@ -13,7 +13,8 @@ def test_defaults_run_flights_with_pytorch() -> None:
     config = load_config(None, environ={})
     assert config.data.dataset == "flights"
     assert config.training.framework == "pytorch"
-    assert config.evaluation.gate.thresholds
+    # None means the gate's per-task defaults: roc_auc >= 0.6 (binary), r2 >= 0 (regression).
+    assert config.evaluation.gate.thresholds is None
 
 
 def test_yaml_file_is_loaded(tmp_path: Path) -> None:
