@@ -117,8 +117,8 @@ def wait_until_ready(
     name: str,
     timeout_seconds: float,
     poll_seconds: float = POLL_SECONDS,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] | None = None,
+    sleep: Callable[[float], None] | None = None,
 ) -> dict[str, Any]:
     """Poll until the InferenceService is Ready; return its status.
 
@@ -126,6 +126,8 @@ def wait_until_ready(
         DeployError: The model failed to load, or `timeout_seconds` passed; the message
             carries the controller's condition.
     """
+    clock = clock or time.monotonic
+    sleep = sleep or time.sleep
     deadline = clock() + timeout_seconds
     last = "no status reported yet"
     while True:
