@@ -23,14 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from kserve import InferOutput, InferRequest, InferResponse, Model
 
 from components.common.errors import SchemaError
 from components.common.model_runtime import load_model
 from components.evaluate.explain import explain_rows
 from components.serving.errors import kserve_errors
-from components.serving.validation import rows_to_frame, tensors_to_frame
+from components.preprocess.transform import category_codes
+from components.serving.validation import ParsedRows, parse_instances, parse_tensors
 
 logger = logging.getLogger(__name__)
 
@@ -141,8 +141,8 @@ class PlumbModel(Model):
     ) -> dict | InferResponse:
         """Answer a V1 `instances` body or a V2 `InferRequest`."""
         with kserve_errors():
-            frame = self._request_frame(payload)
-            outputs = await self._predict_frame(frame)
+            parsed = self._parse(payload)
+            outputs = await self._predict_parsed(parsed)
             fields = self._output_fields(outputs)
         if isinstance(payload, InferRequest):
             return self._infer_response(payload, fields)
@@ -160,7 +160,7 @@ class PlumbModel(Model):
     ) -> dict:
         """Answer a V1 `:explain` body: the prediction and attributions per row."""
         with kserve_errors():
-            frame = self._request_frame(payload)
+            frame = self._parse(payload).to_frame(self.runtime.schema)
             fields = self._output_fields(self.runtime.predict(frame))
             attributions = explain_rows(self.runtime, frame)
         names = list(fields)
@@ -194,21 +194,26 @@ class PlumbModel(Model):
             ]
         return [{"name": "value", "datatype": "FP64", "shape": [-1]}]
 
-    def _request_frame(self, payload: dict | InferRequest) -> pd.DataFrame:
+    def _parse(self, payload: dict | InferRequest) -> ParsedRows:
         schema = self.runtime.schema
         if isinstance(payload, InferRequest):
             tensors = [_tensor_values(tensor) for tensor in payload.inputs]
-            return tensors_to_frame(tensors, schema, max_rows=self.max_rows)
+            return parse_tensors(tensors, schema, max_rows=self.max_rows)
         if not isinstance(payload, dict) or "instances" not in payload:
             keys = sorted(payload) if isinstance(payload, dict) else []
             raise SchemaError(
                 "a V1 request body must be an object with 'instances' (a list of "
                 f"rows), got keys {keys}"
             )
-        return rows_to_frame(payload["instances"], schema, max_rows=self.max_rows)
+        return parse_instances(payload["instances"], schema, max_rows=self.max_rows)
 
-    async def _predict_frame(self, frame: pd.DataFrame) -> np.ndarray:
-        matrix = self.runtime.transform.apply(frame)
+    async def _predict_parsed(self, parsed: ParsedRows) -> np.ndarray:
+        transform = self.runtime.transform
+        codes = {
+            step.name: category_codes(parsed.categorical[step.name], step.categories)
+            for step in transform.categorical
+        }
+        matrix = transform.encode(parsed.numeric, codes, rows=parsed.rows)
         if self._batcher is None:
             return self.runtime.predict_matrix(matrix)
         return await self._batcher.predict(matrix)
