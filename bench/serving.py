@@ -53,9 +53,15 @@ SCENARIOS = [
     Scenario("noop (HTTP floor)", "noop", "int8", 1, SINGLE_ROW_CONCURRENCY),
     Scenario("plumb int8", "plumb", "int8", 1, SINGLE_ROW_CONCURRENCY),
     Scenario("torch eager fp32", "torch", "fp32", 1, SINGLE_ROW_CONCURRENCY),
-    Scenario("plumb int8, batch window 2 ms", "plumb", "int8", 1, SINGLE_ROW_CONCURRENCY, 2),
-    Scenario("plumb int8, 1000-row requests", "plumb", "int8", BATCH_ROWS, BATCH_CONCURRENCY),
-    Scenario("torch fp32, 1000-row requests", "torch", "fp32", BATCH_ROWS, BATCH_CONCURRENCY),
+    Scenario(
+        "plumb int8, batch window 2 ms", "plumb", "int8", 1, SINGLE_ROW_CONCURRENCY, 2
+    ),
+    Scenario(
+        "plumb int8, 1000-row requests", "plumb", "int8", BATCH_ROWS, BATCH_CONCURRENCY
+    ),
+    Scenario(
+        "torch fp32, 1000-row requests", "torch", "fp32", BATCH_ROWS, BATCH_CONCURRENCY
+    ),
 ]
 
 
@@ -178,7 +184,9 @@ async def _load(
         "errors": errors,
         "seconds": seconds,
         "p50_ms": 1000 * latencies[len(latencies) // 2] if latencies else float("nan"),
-        "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)] if latencies else float("nan"),
+        "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)]
+        if latencies
+        else float("nan"),
     }
 
 
@@ -302,7 +310,9 @@ def _in_process_rows_per_s(models: dict[str, Path], rows: list[list[float]]) -> 
             while time.perf_counter() - start < 0.5:
                 runtime.predict_matrix(block)
                 calls += 1
-            figures[f"{name}, {size} row(s)"] = calls * size / (time.perf_counter() - start)
+            figures[f"{name}, {size} row(s)"] = (
+                calls * size / (time.perf_counter() - start)
+            )
     return figures
 
 
@@ -335,9 +345,14 @@ def main(argv: list[str] | None = None) -> None:
     _report(results, model_only, cpus=os.cpu_count() or 0)
 
 
-def _report(results: dict[str, dict], model_only: dict[str, float], *, cpus: int) -> None:
+def _report(
+    results: dict[str, dict], model_only: dict[str, float], *, cpus: int
+) -> None:
     print(f"plumb serving benchmark on 127.0.0.1 ({cpus} CPUs visible)")
-    header = f"{'scenario':34} {'req/s':>9} {'rows/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}"
+    header = (
+        f"{'scenario':34} {'req/s':>9} {'rows/s':>10} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'errors':>6}"
+    )
     print(header)
     print("-" * len(header))
     for name, result in results.items():
@@ -355,12 +370,16 @@ def _report(results: dict[str, dict], model_only: dict[str, float], *, cpus: int
     window = results["plumb int8, batch window 2 ms"]
     speedup = int8["requests_per_s"] / torch_["requests_per_s"]
     p50_ratio = int8["p50_ms"] / floor["p50_ms"]
-    batch_speedup = batch["rows_per_s"] / results["torch fp32, 1000-row requests"]["rows_per_s"]
+    batch_speedup = (
+        batch["rows_per_s"] / results["torch fp32, 1000-row requests"]["rows_per_s"]
+    )
     print("\nratios (goal in brackets):")
     print(f"  int8 / torch eager fp32 throughput, 1 row : {speedup:6.2f}x  [>= 2x]")
     print(f"  int8 / torch eager fp32 rows/s, 1000 rows : {batch_speedup:6.2f}x")
     print(f"  int8 p50 / no-op p50 (HTTP floor)         : {p50_ratio:6.2f}x  [<= 1.3x]")
-    print(f"  rows/s with 1000-row requests             : {batch['rows_per_s']:8.0f}  [>= 200000]")
+    print(
+        f"  rows/s with 1000-row requests             : {batch['rows_per_s']:8.0f}  [>= 200000]"
+    )
     print(
         "  batch window 2 ms / none, throughput      : "
         f"{window['requests_per_s'] / int8['requests_per_s']:6.2f}x"

@@ -9,9 +9,9 @@ model meets data, so training and serving cannot drift apart.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -193,7 +193,9 @@ def _category_codes(series: pd.Series, categories: list[str]) -> np.ndarray:
     return codes
 
 
-def category_codes(values: Sequence[str | None], categories: list[str]) -> np.ndarray:
+def category_codes(
+    values: Sequence[str | None] | np.ndarray, categories: list[str]
+) -> np.ndarray:
     """Category index of each already-text value; unseen and None get the unknown bucket.
 
     The same mapping as `apply` for values that are strings, without pandas; the

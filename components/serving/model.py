@@ -28,8 +28,8 @@ from kserve import InferOutput, InferRequest, InferResponse, Model
 from components.common.errors import SchemaError
 from components.common.model_runtime import load_model
 from components.evaluate.explain import explain_rows
-from components.serving.errors import kserve_errors
 from components.preprocess.transform import category_codes
+from components.serving.errors import kserve_errors
 from components.serving.validation import ParsedRows, parse_instances, parse_tensors
 
 logger = logging.getLogger(__name__)
@@ -150,8 +150,7 @@ class PlumbModel(Model):
         columns = [fields[name] for name in names]
         return {
             "predictions": [
-                dict(zip(names, row, strict=True))
-                for row in zip(*columns, strict=True)
+                dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)
             ]
         }
 

@@ -31,7 +31,9 @@ PATH = "/apis/serving.kserve.io/v1beta1/namespaces/plumb/inferenceservices/plumb
 class FakeApiClient:
     """Records call_api requests; answers GETs from a script of statuses."""
 
-    def __init__(self, statuses: list[dict[str, Any]], error: ApiException | None = None):
+    def __init__(
+        self, statuses: list[dict[str, Any]], error: ApiException | None = None
+    ):
         self.statuses = statuses
         self.error = error
         self.calls: list[dict[str, Any]] = []
@@ -60,7 +62,12 @@ class FakeClock:
 def _not_ready(message: str) -> dict[str, Any]:
     return {
         "conditions": [
-            {"type": "Ready", "status": "False", "reason": "Pending", "message": message}
+            {
+                "type": "Ready",
+                "status": "False",
+                "reason": "Pending",
+                "message": message,
+            }
         ]
     }
 
@@ -72,7 +79,9 @@ READY = {
 
 
 def _manifest() -> dict[str, Any]:
-    return to_manifest(build_inference_service(DeploymentConfig(), storage_uri="s3://m"))
+    return to_manifest(
+        build_inference_service(DeploymentConfig(), storage_uri="s3://m")
+    )
 
 
 def test_apply_is_server_side_apply() -> None:
@@ -118,7 +127,9 @@ def test_wait_returns_when_ready() -> None:
 
 def test_wait_times_out_with_controller_message() -> None:
     """At the timeout, the error carries the controller's last condition message."""
-    api = FakeApiClient([_not_ready("0/1 nodes available: insufficient nvidia.com/gpu")])
+    api = FakeApiClient(
+        [_not_ready("0/1 nodes available: insufficient nvidia.com/gpu")]
+    )
     clock = FakeClock()
     with pytest.raises(DeployError, match="insufficient nvidia.com/gpu"):
         wait_until_ready(
@@ -139,7 +150,10 @@ def test_wait_fails_fast_when_model_fails_to_load() -> None:
         **_not_ready("predictor not ready"),
         "modelStatus": {
             "states": {"targetModelState": "FailedToLoad"},
-            "lastFailureInfo": {"reason": "ModelLoadFailed", "message": "no metadata.json"},
+            "lastFailureInfo": {
+                "reason": "ModelLoadFailed",
+                "message": "no metadata.json",
+            },
         },
     }
     api = FakeApiClient([failed])

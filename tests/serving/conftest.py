@@ -55,7 +55,10 @@ def running_server(
             stderr=subprocess.STDOUT,
         )
     server = RunningServer(base_url, port, process, log_path)
-    for flag, name in (("--max-rows", "max_rows"), ("--max-body-bytes", "max_body_bytes")):
+    for flag, name in (
+        ("--max-rows", "max_rows"),
+        ("--max-body-bytes", "max_body_bytes"),
+    ):
         if flag in extra_args:
             setattr(server, name, int(extra_args[extra_args.index(flag) + 1]))
     try:
@@ -82,7 +85,9 @@ def _wait_ready(server: RunningServer) -> None:
         except httpx.HTTPError:
             pass
         time.sleep(0.3)
-    raise RuntimeError(f"server not ready in {START_TIMEOUT_SECONDS} s:\n{server.log()}")
+    raise RuntimeError(
+        f"server not ready in {START_TIMEOUT_SECONDS} s:\n{server.log()}"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +97,11 @@ def server(
     """The predictor serving the session's trained model, for one test module."""
     log_path = tmp_path_factory.mktemp("server") / "server.log"
     with running_server(
-        trained_model_dir, log_path, "--max-rows", str(MAX_ROWS), "--max-body-bytes",
-        str(MAX_BODY_BYTES)
+        trained_model_dir,
+        log_path,
+        "--max-rows",
+        str(MAX_ROWS),
+        "--max-body-bytes",
+        str(MAX_BODY_BYTES),
     ) as running:
         yield running

@@ -114,7 +114,10 @@ def test_v2_health_and_metadata(server: Any, rows: pd.DataFrame) -> None:
     assert httpx.get(f"{base}/v2/models/{MODEL_NAME}/ready").status_code == 200
     metadata = httpx.get(f"{base}/v2/models/{MODEL_NAME}").json()
     assert [tensor["name"] for tensor in metadata["inputs"]] == list(rows.columns)
-    assert [tensor["name"] for tensor in metadata["outputs"]] == ["probability", "label"]
+    assert [tensor["name"] for tensor in metadata["outputs"]] == [
+        "probability",
+        "label",
+    ]
 
 
 def test_explain_matches_evaluation(
@@ -122,7 +125,9 @@ def test_explain_matches_evaluation(
 ) -> None:
     """:explain returns the attributions evaluation computes with explain_rows."""
     few = rows.head(4)
-    response = httpx.post(_v1(server, "explain"), json={"instances": few.values.tolist()})
+    response = httpx.post(
+        _v1(server, "explain"), json={"instances": few.values.tolist()}
+    )
     assert response.status_code == 200, response.text
     explanations = response.json()["explanations"]
     expected = explain_rows(load_model(trained_model_dir), few.reset_index(drop=True))
@@ -163,22 +168,39 @@ def _malformed(
         return tensors
 
     big_row = json.dumps(good_row)
-    too_big = '{"instances": [' + ",".join([big_row] * (max_body_bytes // len(big_row) + 10)) + "]}"
+    too_big = (
+        '{"instances": ['
+        + ",".join([big_row] * (max_body_bytes // len(big_row) + 10))
+        + "]}"
+    )
     return [
         ("empty-instances", ("v1", {"instances": []}, 400, "empty")),
         ("no-instances-key", ("v1", {"rows": [good_row]}, 400, "instances")),
         ("instances-not-list", ("v1", {"instances": {"a": 1}}, 400, "list")),
         ("row-too-short", ("v1", {"instances": [good_row[:-1]]}, 400, "instances[0]")),
-        ("row-too-long", ("v1", {"instances": [[*good_row, 1.0]]}, 400, "instances[0]")),
+        (
+            "row-too-long",
+            ("v1", {"instances": [[*good_row, 1.0]]}, 400, "instances[0]"),
+        ),
         ("text-in-number", ("v1", {"instances": [["x", *good_row[1:]]]}, 400, first)),
         ("bool-in-number", ("v1", {"instances": [[True, *good_row[1:]]]}, 400, first)),
-        ("null-never-missing", ("v1", {"instances": [[None, *good_row[1:]]]}, 400, first)),
+        (
+            "null-never-missing",
+            ("v1", {"instances": [[None, *good_row[1:]]]}, 400, first),
+        ),
         ("nested-value", ("v1", {"instances": [[[1.0], *good_row[1:]]]}, 400, first)),
-        ("unknown-column", ("v1", {"instances": [{**record, "bogus": 1}]}, 400, "bogus")),
+        (
+            "unknown-column",
+            ("v1", {"instances": [{**record, "bogus": 1}]}, 400, "bogus"),
+        ),
         (
             "missing-column",
-            ("v1", {"instances": [{k: v for k, v in record.items() if k != first}]},
-             400, first),
+            (
+                "v1",
+                {"instances": [{k: v for k, v in record.items() if k != first}]},
+                400,
+                first,
+            ),
         ),
         ("mixed-rows", ("v1", {"instances": [good_row, record]}, 400, "instances")),
         ("scalar-row", ("v1", {"instances": [3.0]}, 400, "instances")),
@@ -188,12 +210,23 @@ def _malformed(
         ),
         ("body-too-large", ("v1", too_big.encode(), 413, str(max_body_bytes))),
         ("invalid-json", ("v1", b'{"instances": [1, 2', 400, "")),
-        ("huge-number", ("v1", b'{"instances": [[1e400' + b", 1.0" * 29 + b"]]}", 400, "")),
-        ("explain-bad-row", ("explain", {"instances": [good_row[:3]]}, 400, "instances[0]")),
-        ("v2-unknown-input", ("v2", {"inputs": with_v2(0, name="bogus")}, 400, "bogus")),
+        (
+            "huge-number",
+            ("v1", b'{"instances": [[1e400' + b", 1.0" * 29 + b"]]}", 400, ""),
+        ),
+        (
+            "explain-bad-row",
+            ("explain", {"instances": [good_row[:3]]}, 400, "instances[0]"),
+        ),
+        (
+            "v2-unknown-input",
+            ("v2", {"inputs": with_v2(0, name="bogus")}, 400, "bogus"),
+        ),
         ("v2-missing-input", ("v2", {"inputs": v2[1:]}, 400, first)),
-        ("v2-bytes-for-number", ("v2", {"inputs": with_v2(0, datatype="BYTES", data=["a"])},
-                                 400, first)),
+        (
+            "v2-bytes-for-number",
+            ("v2", {"inputs": with_v2(0, datatype="BYTES", data=["a"])}, 400, first),
+        ),
         ("v2-shape-mismatch", ("v2", {"inputs": with_v2(0, shape=[2])}, 400, first)),
         (
             "v2-ragged-rows",
@@ -213,7 +246,9 @@ def _send(server: Any, route: str, body: Any) -> httpx.Response:
         "v2": f"{server.base_url}/v2/models/{MODEL_NAME}/infer",
     }[route]
     if isinstance(body, bytes):
-        return httpx.post(url, content=body, headers={"content-type": "application/json"})
+        return httpx.post(
+            url, content=body, headers={"content-type": "application/json"}
+        )
     return httpx.post(url, json=body)
 
 
