@@ -268,7 +268,7 @@ def _category_values(values: Sequence[Any], *, column: ColumnSchema) -> np.ndarr
             f"{values[bad_index]!r} ({type(values[bad_index]).__name__}) at row "
             f"{bad_index}"
         )
-    if None in types and column.missing_share == 0.0:
+    if type(None) in types and column.missing_share == 0.0:
         bad_index = next(i for i, value in enumerate(values) if value is None)
         raise SchemaError(
             f"column {column.name!r} is missing (null) at row {bad_index}, and it was "
