@@ -42,14 +42,17 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def running_server(
-    model_dir: Path, log_path: Path, *extra_args: str
+    model_dir: Path,
+    log_path: Path,
+    *extra_args: str,
+    entry: tuple[str, ...] = ("-m", "components.serving"),
 ) -> Iterator[RunningServer]:
     """Start the predictor, wait until the model is ready, always stop it."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     with log_path.open("w", encoding="utf-8") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "components.serving", str(model_dir)]
+            [sys.executable, *entry, str(model_dir)]
             + ["--model-name", MODEL_NAME, "--port", str(port), *extra_args],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -105,3 +108,9 @@ def server(
         str(MAX_BODY_BYTES),
     ) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def start_server() -> object:
+    """The `running_server` context manager, for tests that need their own server."""
+    return running_server
