@@ -146,13 +146,7 @@ class PlumbModel(Model):
             fields = self._output_fields(outputs)
         if isinstance(payload, InferRequest):
             return self._infer_response(payload, fields)
-        names = list(fields)
-        columns = [fields[name] for name in names]
-        return {
-            "predictions": [
-                dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)
-            ]
-        }
+        return {"predictions": _records(fields)}
 
     async def explain(
         self, payload: dict, headers: dict[str, str] | None = None
@@ -245,6 +239,21 @@ class PlumbModel(Model):
             model_name=self.name,
             infer_outputs=outputs,
         )
+
+
+def _records(fields: dict[str, list]) -> list[dict[str, Any]]:
+    """Column lists to one object per row; dict literals are ~2x faster than zip."""
+    if set(fields) == {"probability", "label"}:
+        return [
+            {"probability": probability, "label": label}
+            for probability, label in zip(
+                fields["probability"], fields["label"], strict=True
+            )
+        ]
+    names = list(fields)
+    return [
+        dict(zip(names, row, strict=True)) for row in zip(*fields.values(), strict=True)
+    ]
 
 
 def _tensor_values(tensor: Any) -> tuple[str, str, list[int], Any]:
