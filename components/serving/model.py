@@ -127,6 +127,18 @@ class PlumbModel(Model):
         self.ready = True
         return self.ready
 
+    def __getstate__(self) -> dict[str, Any]:
+        # With --workers > 1 kserve pickles the model into each spawned worker; an
+        # onnxruntime session cannot be pickled, so each worker loads its own.
+        state = self.__dict__.copy()
+        state.update(runtime=None, _batcher=None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self.ready:
+            self.load()
+
     @property
     def decision_threshold(self) -> float:
         return float(
