@@ -155,6 +155,57 @@ def compile_(
     console.print(f"Wrote {path}")
 
 
+@app.command()
+def serve(
+    model_dir: Annotated[
+        Path, typer.Argument(help="Model directory (/mnt/models on a cluster).")
+    ],
+    model_name: Annotated[
+        str, typer.Option(help="Name in the URL: /v1/models/NAME:predict.")
+    ] = "plumb-model",
+    host: Annotated[
+        str, typer.Option(help="Address to bind; 0.0.0.0 inside a container.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP port.")] = 8080,
+    grpc_port: Annotated[
+        int | None, typer.Option(help="Also serve V2 over gRPC on this port.")
+    ] = None,
+    no_grpc: Annotated[
+        bool, typer.Option("--no-grpc", help="No gRPC server (the default).")
+    ] = False,
+    workers: Annotated[int, typer.Option(help="Uvicorn worker processes.")] = 1,
+    max_rows: Annotated[
+        int, typer.Option(help="Most rows per request; more is HTTP 400.")
+    ] = 10_000,
+    max_body_bytes: Annotated[
+        int, typer.Option(help="Largest request body; more is HTTP 413.")
+    ] = 16 * 1024 * 1024,
+    batch_window_ms: Annotated[
+        float,
+        typer.Option(help="Coalesce concurrent requests for this long (0: off)."),
+    ] = 0.0,
+) -> None:
+    """Serve a model directory with KServe's V1/V2 protocols (the predictor)."""
+    from components.serving.server import ServeOptions
+    from components.serving.server import serve as run_server
+
+    if no_grpc and grpc_port is not None:
+        raise PlumbError("--grpc-port and --no-grpc contradict each other; pick one")
+    run_server(
+        ServeOptions(
+            model_dir=model_dir,
+            model_name=model_name,
+            host=host,
+            port=port,
+            grpc_port=grpc_port,
+            workers=workers,
+            max_rows=max_rows,
+            max_body_bytes=max_body_bytes,
+            batch_window_ms=batch_window_ms,
+        )
+    )
+
+
 @app.command("config")
 def show_config(config: ConfigOption = None) -> None:
     """Validate the config and print it with every default filled in."""

@@ -338,6 +338,82 @@ class DeploymentConfig(_Section):
     """Where KServe's request logger posts every request and response (the drift
     monitor). None disables the logger."""
 
+    model_format: str = "onnx"
+    """`modelFormat.name` the ServingRuntime declares; KServe picks the runtime by it."""
+
+    scale_target: int | None = Field(None, ge=1)
+    """Autoscaling target per replica, in the unit of `scale_metric` (e.g. 10 concurrent
+    requests). None leaves KServe's default."""
+
+    scale_metric: Literal["concurrency", "rps", "cpu", "memory"] | None = None
+    """Metric `scale_target` is measured in. `concurrency`/`rps` need Knative or KEDA;
+    `cpu`/`memory` work with the HPA in Standard mode. None leaves KServe's default."""
+
+    cpu_request: str = "500m"
+    """CPU the predictor container requests (a Kubernetes quantity)."""
+
+    memory_request: str = "512Mi"
+    """Memory the predictor container requests."""
+
+    cpu_limit: str | None = "2"
+    """CPU limit of the predictor container; None sets no limit."""
+
+    memory_limit: str | None = "2Gi"
+    """Memory limit of the predictor container; None sets no limit."""
+
+    gpu_count: int = Field(0, ge=0)
+    """NVIDIA GPUs per predictor pod (`nvidia.com/gpu` request and limit); 0 runs on
+    the CPU."""
+
+    canary_traffic_percent: int | None = Field(None, ge=0, le=100)
+    """Share of traffic the new model gets while the previous one keeps the rest. None
+    sends all traffic to the new model. Knative: `canaryTrafficPercent` on the
+    predictor (KServe keeps the last ready revision). Standard: a `spec.canary` entry
+    for the new model next to the stable predictor at `stable_storage_uri`."""
+
+    canary_name: str = Field("canary", pattern=r"^[a-z]([-a-z0-9]{0,30}[a-z0-9])?$")
+    """Standard mode only: name of the canary predictor; its Deployment is called
+    `<name>-<canary_name>-predictor`."""
+
+    stable_storage_uri: str | None = None
+    """Standard mode with a canary: the model directory that keeps
+    `100 - canary_traffic_percent` of the traffic. Required there, unused otherwise."""
+
+    cluster: Literal["none", "kubeconfig", "in-cluster"] = "none"
+    """Where the deploy step applies the InferenceService. `none` only writes the YAML;
+    `kubeconfig` uses `kubeconfig`/`kube_context` (or `~/.kube/config`); `in-cluster`
+    uses the pod's service account."""
+
+    kubeconfig: str | None = None
+    """Path of the kubeconfig file when `cluster` is `kubeconfig`; None reads
+    `$KUBECONFIG` or `~/.kube/config`."""
+
+    kube_context: str | None = None
+    """kubeconfig context to use; None uses the current context."""
+
+    ready_timeout_seconds: float = Field(600.0, gt=0.0)
+    """How long the deploy step waits for the InferenceService to become Ready before
+    it fails with the controller's last condition message."""
+
+    @model_validator(mode="after")
+    def _canary_fits_mode(self) -> DeploymentConfig:
+        if (
+            self.canary_traffic_percent is not None
+            and self.deployment_mode == "Standard"
+            and not self.stable_storage_uri
+        ):
+            raise ValueError(
+                f"canary_traffic_percent={self.canary_traffic_percent} in Standard mode "
+                "needs stable_storage_uri (the model that keeps the rest of the "
+                "traffic); set it, or use deployment_mode: Knative"
+            )
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(
+                f"max_replicas ({self.max_replicas}) is below min_replicas "
+                f"({self.min_replicas}); raise max_replicas"
+            )
+        return self
+
 
 class MonitoringConfig(_Section):
     """The data drift check of production traffic against the training data."""

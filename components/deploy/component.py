@@ -13,17 +13,17 @@ def deploy(
     verdict: Input[Artifact],
     inference_service: Output[Artifact],
 ):
-    """Write the InferenceService for a model whose evaluation gate passed."""
+    """Write (and, with a cluster configured, apply) the InferenceService."""
     from components.common.config import PlumbConfig
     from components.common.logs import setup_logging
-    from components.deploy.lib import write_inference_service
+    from components.deploy.lib import deploy_model
 
     setup_logging()
     config = PlumbConfig.from_json(config_json)
-    storage_uri = write_inference_service(
+    result = deploy_model(
         config.deployment,
         model_uri=model.uri,
         verdict_path=verdict.path,
         output_path=inference_service.path,
     )
-    inference_service.metadata["storage_uri"] = storage_uri
+    inference_service.metadata.update(result)

@@ -1,16 +1,26 @@
-"""The deploy step: turn an evaluated model into an InferenceService manifest."""
+"""The deploy step: turn an evaluated model into an InferenceService.
+
+`deploy_model` refuses a model whose evaluation gate failed, writes the manifest (built
+and re-read through the kserve SDK models), and, when `deployment.cluster` names a
+cluster, applies it with server-side apply and waits for Ready (`cluster.py`).
+"""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from components.common.artifacts import read_json
 from components.common.config import DeploymentConfig
 from components.common.errors import GateFailedError
-from components.deploy.inference_service import build_inference_service, to_manifest
+from components.deploy.inference_service import (
+    build_inference_service,
+    parse_manifest,
+    to_manifest,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -51,9 +61,10 @@ def write_inference_service(
     """
     check_verdict(verdict_path)
     storage_uri = config.storage_uri or model_uri
-    service = build_inference_service(config, storage_uri=storage_uri)
+    manifest = to_manifest(build_inference_service(config, storage_uri=storage_uri))
+    parse_manifest(manifest)
     Path(output_path).write_text(
-        yaml.safe_dump(to_manifest(service), sort_keys=False), encoding="utf-8"
+        yaml.safe_dump(manifest, sort_keys=False), encoding="utf-8"
     )
     logger.info(
         "Wrote InferenceService %s/%s for %s",
@@ -62,3 +73,49 @@ def write_inference_service(
         storage_uri,
     )
     return storage_uri
+
+
+def deploy_model(
+    config: DeploymentConfig,
+    *,
+    model_uri: str,
+    verdict_path: str | Path,
+    output_path: str | Path,
+) -> dict[str, Any]:
+    """Write the InferenceService and, with a cluster configured, apply it.
+
+    Returns:
+        `storage_uri`, and with a cluster also `url` and `applied: True`.
+
+    Raises:
+        GateFailedError: The evaluation gate did not pass.
+        DeployError: The cluster refused the object or it did not become Ready.
+    """
+    storage_uri = write_inference_service(
+        config, model_uri=model_uri, verdict_path=verdict_path, output_path=output_path
+    )
+    result: dict[str, Any] = {"storage_uri": storage_uri, "applied": False}
+    if config.cluster == "none":
+        logger.info("deployment.cluster is none: wrote the YAML, applied nothing")
+        return result
+
+    from components.deploy.cluster import (
+        apply_inference_service,
+        connect,
+        wait_until_ready,
+    )
+
+    manifest = yaml.safe_load(Path(output_path).read_text(encoding="utf-8"))
+    api_client = connect(config)
+    apply_inference_service(api_client, manifest)
+    logger.info("Applied InferenceService %s/%s", config.namespace, config.name)
+    status = wait_until_ready(
+        api_client,
+        namespace=config.namespace,
+        name=config.name,
+        timeout_seconds=config.ready_timeout_seconds,
+    )
+    result["applied"] = True
+    if status.get("url"):
+        result["url"] = status["url"]
+    return result

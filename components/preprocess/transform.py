@@ -9,7 +9,9 @@ model meets data, so training and serving cannot drift apart.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -105,27 +107,59 @@ class Transform:
             raise SchemaError(
                 f"missing column {missing[0]!r}; expected columns {self.input_columns}"
             )
-        rows = len(frame)
+        numeric = {
+            step.name: self._numeric_values(frame[step.name], step)
+            for step in self.numeric
+        }
+        codes = {
+            step.name: _category_codes(frame[step.name], step.categories)
+            for step in self.categorical
+        }
+        return self.encode(numeric, codes, rows=len(frame))
+
+    def encode(
+        self,
+        numeric: Mapping[str, np.ndarray],
+        codes: Mapping[str, np.ndarray],
+        *,
+        rows: int,
+    ) -> np.ndarray:
+        """Build the float32 matrix from parsed columns (the part `apply` shares).
+
+        Args:
+            numeric: Raw float64 values per numeric column, NaN where missing.
+            codes: Category index per categorical column, `len(categories)` for
+                unseen or missing values (see `category_codes`).
+            rows: Number of rows.
+        """
         out = np.zeros((rows, self.width), dtype=np.float32)
-        for index, numeric in enumerate(self.numeric):
-            out[:, index] = self._numeric_column(frame[numeric.name], numeric)
+        if self.numeric:
+            medians, means, scales = self._numeric_parameters
+            values = np.column_stack([numeric[step.name] for step in self.numeric])
+            values = np.where(np.isnan(values), medians, values)
+            out[:, : len(self.numeric)] = (values - means) / scales
         offset = len(self.numeric)
-        for categorical in self.categorical:
-            codes = _category_codes(frame[categorical.name], categorical.categories)
-            out[np.arange(rows), offset + codes] = 1.0
-            offset += len(categorical.categories) + 1
+        for step in self.categorical:
+            out[np.arange(rows), offset + codes[step.name]] = 1.0
+            offset += len(step.categories) + 1
         return out
 
+    @cached_property
+    def _numeric_parameters(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return (
+            np.array([step.median for step in self.numeric], dtype=np.float64),
+            np.array([step.mean for step in self.numeric], dtype=np.float64),
+            np.array([step.scale for step in self.numeric], dtype=np.float64),
+        )
+
     @staticmethod
-    def _numeric_column(series: pd.Series, step: NumericStep) -> np.ndarray:
+    def _numeric_values(series: pd.Series, step: NumericStep) -> np.ndarray:
         try:
-            values = pd.to_numeric(series, errors="raise").to_numpy(
+            return pd.to_numeric(series, errors="raise").to_numpy(
                 dtype=np.float64, na_value=np.nan
             )
         except (ValueError, TypeError) as err:
             raise SchemaError(f"column {step.name!r} must be numeric: {err}") from err
-        values = np.where(np.isnan(values), step.median, values)
-        return (values - step.mean) / step.scale
 
     def to_dict(self) -> dict[str, Any]:
         return {"format_version": FORMAT_VERSION, **asdict(self)}
@@ -157,3 +191,20 @@ def _category_codes(series: pd.Series, categories: list[str]) -> np.ndarray:
     codes = pd.Categorical(text, categories=categories).codes.astype(np.int64)
     codes[codes < 0] = len(categories)
     return codes
+
+
+def category_codes(
+    values: Sequence[str | None] | np.ndarray, categories: list[str]
+) -> np.ndarray:
+    """Category index of each already-text value; unseen and None get the unknown bucket.
+
+    The same mapping as `apply` for values that are strings, without pandas; the
+    model server calls it on validated request values.
+    """
+    lookup = {category: index for index, category in enumerate(categories)}
+    unknown = len(categories)
+    return np.fromiter(
+        (lookup.get(value, unknown) for value in values),  # type: ignore[arg-type]
+        dtype=np.int64,
+        count=len(values),
+    )

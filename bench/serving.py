@@ -1,0 +1,405 @@
+"""Serving benchmark: plumb's predictor against torch eager, a no-op floor and batches.
+
+    python -m bench.serving [--quick]
+
+Trains the breast-cancer MLP (the pipeline's default 64-32 network), compresses it to
+int8 with plumb's compress step, then for each scenario starts one kserve ModelServer
+on 127.0.0.1 and drives it from a separate load process at fixed concurrency for a
+fixed time (keep-alive connections, a raw HTTP/1.1 client so the client's own cost
+stays small). Scenarios run one after another, never side by side, and print
+throughput, p50/p99 latency and the ratios the serving goals are stated in:
+
+- int8 predictor throughput / torch eager fp32 throughput behind the same server (>= 2x)
+- int8 predictor p50 / no-op model p50, the HTTP floor (<= 1.3x)
+- rows per second with 1,000-row requests (>= 200k)
+
+Every server and model runs single-threaded (onnxruntime and torch intra-op threads 1)
+so the client process has a core; the figures depend on the machine and its load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+MODEL_NAME = "bench"
+SINGLE_ROW_CONCURRENCY = 8
+BATCH_CONCURRENCY = 2
+BATCH_ROWS = 1_000
+
+
+@dataclass
+class Scenario:
+    name: str
+    kind: str  # plumb | torch | noop
+    model: str  # int8 | fp32
+    rows: int
+    concurrency: int
+    batch_window_ms: float = 0.0
+
+
+SCENARIOS = [
+    Scenario("noop (HTTP floor)", "noop", "int8", 1, SINGLE_ROW_CONCURRENCY),
+    Scenario("plumb int8", "plumb", "int8", 1, SINGLE_ROW_CONCURRENCY),
+    Scenario("torch eager fp32", "torch", "fp32", 1, SINGLE_ROW_CONCURRENCY),
+    Scenario(
+        "plumb int8, batch window 2 ms", "plumb", "int8", 1, SINGLE_ROW_CONCURRENCY, 2
+    ),
+    Scenario(
+        "plumb int8, 1000-row requests", "plumb", "int8", BATCH_ROWS, BATCH_CONCURRENCY
+    ),
+    Scenario(
+        "torch fp32, 1000-row requests", "torch", "fp32", BATCH_ROWS, BATCH_CONCURRENCY
+    ),
+]
+
+
+# --- models served by the benchmark's own server processes -----------------------
+
+
+def _torch_runtime(model_dir: Path) -> Any:
+    """The trained network in torch eager fp32, with plumb's schema and transform."""
+    import numpy as np
+    import torch
+
+    from components.common.model_runtime import load_model
+    from components.train.torch_model import ServingHead, build_network
+
+    base = load_model(model_dir, threads=1)
+    checkpoint = torch.load(model_dir / "checkpoint.pt", weights_only=False)
+    training = checkpoint["training"]
+    network = build_network(
+        input_width=base.transform.width,
+        model=training["model"],
+        hidden_units=training["hidden_units"],
+        dropout=training["dropout"],
+    )
+    network.load_state_dict(checkpoint["state_dict"])
+    head = ServingHead(network, task=base.schema.task).eval()
+    torch.set_num_threads(1)
+
+    def predict_matrix(matrix: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            output = head(torch.from_numpy(matrix.astype(np.float32)))
+        return output.numpy().astype(np.float64).reshape(-1)
+
+    base.predict_matrix = predict_matrix  # type: ignore[method-assign]
+    return base
+
+
+def _serve(kind: str, model_dir: Path, port: int, batch_window_ms: float) -> None:
+    from kserve import Model
+
+    from components.serving.model import PlumbModel
+    from components.serving.server import BoundModelServer
+
+    model: Model
+    if kind == "noop":
+
+        class NoopModel(Model):
+            def load(self) -> bool:
+                self.ready = True
+                return True
+
+            async def predict(self, payload: Any, headers: Any = None) -> dict:
+                count = len(payload.get("instances", []))
+                return {"predictions": [{"probability": 0.5, "label": "x"}] * count}
+
+        model = NoopModel(MODEL_NAME)
+    else:
+        model = PlumbModel(
+            MODEL_NAME, model_dir, batch_window_ms=batch_window_ms, threads=1
+        )
+    model.load()
+    if kind == "torch":
+        model.runtime = _torch_runtime(model_dir)  # type: ignore[attr-defined]
+    server = BoundModelServer(
+        host="127.0.0.1",
+        http_port=port,
+        enable_grpc=False,
+        enable_latency_logging=False,
+    )
+    server.start([model])
+
+
+# --- load generator (runs in its own process) --------------------------------------
+
+
+async def _client(
+    port: int, request: bytes, stop_at: float, record_from: float
+) -> tuple[list[float], int]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    latencies: list[float] = []
+    errors = 0
+    try:
+        while True:
+            start = time.perf_counter()
+            if start >= stop_at:
+                break
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head.split(b" ", 2)[1])
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":", 1)[1])
+            await reader.readexactly(length)
+            end = time.perf_counter()
+            if start >= record_from:
+                latencies.append(end - start)
+                errors += status != 200
+    finally:
+        writer.close()
+    return latencies, errors
+
+
+async def _load(
+    port: int, body: bytes, concurrency: int, seconds: float, warmup: float
+) -> dict:
+    request = (
+        f"POST /v1/models/{MODEL_NAME}:predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    begin = time.perf_counter()
+    record_from = begin + warmup
+    stop_at = record_from + seconds
+    results = await asyncio.gather(
+        *[_client(port, request, stop_at, record_from) for _ in range(concurrency)]
+    )
+    latencies = sorted(value for part, _ in results for value in part)
+    errors = sum(count for _, count in results)
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "seconds": seconds,
+        "p50_ms": 1000 * latencies[len(latencies) // 2] if latencies else float("nan"),
+        "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)]
+        if latencies
+        else float("nan"),
+    }
+
+
+# --- orchestration --------------------------------------------------------------------
+
+
+def _prepare_models(workdir: Path, *, epochs: int) -> dict[str, Path]:
+    from components.common.config import PlumbConfig
+    from components.compress.lib import quantize_dynamic_int8
+    from components.preprocess.lib import prepare, write_prepared
+    from components.preprocess.split import SPLITS
+    from components.train.lib import train_and_export
+
+    config = PlumbConfig.model_validate(
+        {"data": {"dataset": "breast-cancer"}, "training": {"epochs": epochs}}
+    )
+    prepared = prepare(config)
+    write_prepared(
+        prepared,
+        split_paths={name: str(workdir / f"{name}.parquet") for name in SPLITS},
+        preprocessor_dir=str(workdir / "preprocessor"),
+    )
+    fp32 = workdir / "fp32"
+    train_and_export(
+        config.training,
+        train=prepared.splits["train"],
+        validation=prepared.splits["validation"],
+        preprocessor_dir=workdir / "preprocessor",
+        model_dir=fp32,
+    )
+    int8 = workdir / "int8"
+    quantize_dynamic_int8(fp32, int8)
+    return {"fp32": fp32, "int8": int8}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_ready(port: int, process: subprocess.Popen, timeout: float = 90) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"benchmark server exited with {process.returncode}")
+        try:
+            url = f"http://127.0.0.1:{port}/v1/models/{MODEL_NAME}"
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError("benchmark server did not become ready")
+
+
+def _run_scenario(
+    scenario: Scenario,
+    models: dict[str, Path],
+    rows: list[list[float]],
+    *,
+    seconds: float,
+    warmup: float,
+    workdir: Path,
+) -> dict:
+    port = _free_port()
+    body_path = workdir / f"body-{scenario.rows}.json"
+    body = [rows[index % len(rows)] for index in range(scenario.rows)]
+    body_path.write_text(json.dumps({"instances": body}))
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bench.serving", "_serve", scenario.kind]
+        + [str(models[scenario.model]), str(port), str(scenario.batch_window_ms)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_ready(port, server)
+        load = subprocess.run(
+            [sys.executable, "-m", "bench.serving", "_load", str(port), str(body_path)]
+            + [str(scenario.concurrency), str(seconds), str(warmup)],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=seconds + warmup + 60,
+        )
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+    result = json.loads(load.stdout.strip().splitlines()[-1])
+    result["requests_per_s"] = result["requests"] / seconds
+    result["rows_per_s"] = result["requests_per_s"] * scenario.rows
+    return result
+
+
+def _in_process_rows_per_s(models: dict[str, Path], rows: list[list[float]]) -> dict:
+    """Model-only cost, no HTTP: rows/s of one predict_matrix call on 1 and 1,000 rows."""
+    import numpy as np
+    import pandas as pd
+
+    from components.common.model_runtime import load_model
+
+    runtimes = {
+        "plumb int8": load_model(models["int8"], threads=1),
+        "torch eager fp32": _torch_runtime(models["fp32"]),
+    }
+    figures = {}
+    for name, runtime in runtimes.items():
+        frame = pd.DataFrame(rows * 40, columns=runtime.schema.feature_names)
+        matrix = runtime.transform.apply(frame)
+        for size in (1, BATCH_ROWS):
+            block = np.ascontiguousarray(matrix[:size])
+            calls, start = 0, time.perf_counter()
+            while time.perf_counter() - start < 0.5:
+                runtime.predict_matrix(block)
+                calls += 1
+            figures[f"{name}, {size} row(s)"] = (
+                calls * size / (time.perf_counter() - start)
+            )
+    return figures
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run every scenario and print the table and the goal ratios."""
+    parser = argparse.ArgumentParser(prog="python -m bench.serving")
+    parser.add_argument("--quick", action="store_true", help="3 s per scenario.")
+    args = parser.parse_args(argv)
+    seconds, warmup, epochs = (3.0, 1.0, 3) if args.quick else (10.0, 2.0, 20)
+
+    import pandas as pd
+
+    from components.common.logs import setup_logging
+
+    setup_logging("WARNING")
+    with tempfile.TemporaryDirectory(prefix="plumb-bench-") as tmp:
+        workdir = Path(tmp)
+        models = _prepare_models(workdir, epochs=epochs)
+        test = pd.read_parquet(workdir / "test.parquet")
+        from components.preprocess.schema import Schema
+
+        schema = Schema.load(models["int8"] / "schema.json")
+        rows = test[schema.feature_names].values.tolist()
+        results = {}
+        for scenario in SCENARIOS:
+            results[scenario.name] = _run_scenario(
+                scenario, models, rows, seconds=seconds, warmup=warmup, workdir=workdir
+            )
+        model_only = _in_process_rows_per_s(models, rows)
+    _report(results, model_only, cpus=os.cpu_count() or 0)
+
+
+def _report(
+    results: dict[str, dict], model_only: dict[str, float], *, cpus: int
+) -> None:
+    print(f"plumb serving benchmark on 127.0.0.1 ({cpus} CPUs visible)")
+    header = (
+        f"{'scenario':34} {'req/s':>9} {'rows/s':>10} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'errors':>6}"
+    )
+    print(header)
+    print("-" * len(header))
+    for name, result in results.items():
+        print(
+            f"{name:34} {result['requests_per_s']:9.0f} {result['rows_per_s']:10.0f} "
+            f"{result['p50_ms']:8.2f} {result['p99_ms']:8.2f} {result['errors']:6d}"
+        )
+    print("\nmodel only, in-process (rows/s):")
+    for name, value in model_only.items():
+        print(f"  {name:34} {value:12.0f}")
+
+    int8, torch_ = results["plumb int8"], results["torch eager fp32"]
+    floor = results["noop (HTTP floor)"]
+    batch = results["plumb int8, 1000-row requests"]
+    window = results["plumb int8, batch window 2 ms"]
+    speedup = int8["requests_per_s"] / torch_["requests_per_s"]
+    p50_ratio = int8["p50_ms"] / floor["p50_ms"]
+    batch_speedup = (
+        batch["rows_per_s"] / results["torch fp32, 1000-row requests"]["rows_per_s"]
+    )
+    print("\nratios (goal in brackets):")
+    print(f"  int8 / torch eager fp32 throughput, 1 row : {speedup:6.2f}x  [>= 2x]")
+    print(f"  int8 / torch eager fp32 rows/s, 1000 rows : {batch_speedup:6.2f}x")
+    print(f"  int8 p50 / no-op p50 (HTTP floor)         : {p50_ratio:6.2f}x  [<= 1.3x]")
+    print(
+        f"  rows/s with 1000-row requests             : {batch['rows_per_s']:8.0f}  [>= 200000]"
+    )
+    print(
+        "  batch window 2 ms / none, throughput      : "
+        f"{window['requests_per_s'] / int8['requests_per_s']:6.2f}x"
+    )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "_serve":
+        _serve(sys.argv[2], Path(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]))
+    elif len(sys.argv) > 1 and sys.argv[1] == "_load":
+        port, body, concurrency, seconds, warmup = sys.argv[2:7]
+        outcome = asyncio.run(
+            _load(
+                int(port),
+                Path(body).read_bytes(),
+                int(concurrency),
+                float(seconds),
+                float(warmup),
+            )
+        )
+        print(json.dumps(outcome))
+    else:
+        main()

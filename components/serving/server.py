@@ -1,0 +1,181 @@
+"""Start kserve's ModelServer for a plumb model, bound to the host plumb is told.
+
+kserve 0.21's `ModelServer` hard-codes `host="0.0.0.0"` in the uvicorn config it builds
+inside `start()` and offers no option to change it (upstream `RESTServer` does the same
+on master). `BoundModelServer` sets uvicorn's own `Config.host` on that config after
+kserve has built it and before anything is bound; uvicorn reads `host` only when it
+binds, in this process or, with several workers, in the parent that hands the socket
+to each worker. gRPC is off unless a port is given; kserve binds it on all interfaces.
+
+A request body over `max_body_bytes` is refused with 413 before it is read into
+memory, by `BodyLimitMiddleware` on kserve's FastAPI app.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from kserve import ModelServer
+from kserve import model_server as kserve_model_server
+
+from components.common.errors import PlumbError
+from components.serving.errors import RequestTooLargeError, http_status
+from components.serving.model import DEFAULT_MAX_ROWS, PlumbModel
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
+@dataclass
+class ServeOptions:
+    """What `plumb serve` and `python -m components.serving` were asked for."""
+
+    model_dir: Path
+    model_name: str = "plumb-model"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    grpc_port: int | None = None
+    workers: int = 1
+    max_rows: int = DEFAULT_MAX_ROWS
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    batch_window_ms: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.model_dir = Path(self.model_dir)
+        if not self.model_dir.is_dir():
+            raise PlumbError(
+                f"model directory {str(self.model_dir)!r} does not exist; pass the "
+                "folder written by plumb's train or compress step"
+            )
+        for name in ("port", "workers", "max_rows", "max_body_bytes"):
+            if getattr(self, name) < 1:
+                raise PlumbError(f"--{name.replace('_', '-')} must be >= 1")
+        if self.grpc_port is not None and self.grpc_port == self.port:
+            raise PlumbError(
+                f"--grpc-port {self.grpc_port} equals --port; choose another port"
+            )
+        if self.batch_window_ms < 0:
+            raise PlumbError(
+                f"--batch-window-ms must be >= 0, got {self.batch_window_ms}"
+            )
+
+
+class BoundModelServer(ModelServer):
+    """kserve's ModelServer listening on `host` instead of every interface."""
+
+    def __init__(self, *, host: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.host = host
+
+    def setup_event_loop(self) -> None:
+        # ModelServer.start() has built its REST server(s) but bound nothing yet when it
+        # calls this hook; the attribute names are kserve 0.21's.
+        rest_servers = [
+            self._rest_server,
+            getattr(self._rest_multiprocess_server, "_rest_server", None),
+        ]
+        for rest_server in rest_servers:
+            if rest_server is not None:
+                rest_server.config.host = self.host
+        logger.info("Model server listening on http://%s:%d", self.host, self.http_port)
+        super().setup_event_loop()
+
+
+class BodyLimitMiddleware:
+    """ASGI middleware: answer 413 to a body over `max_body_bytes`, without reading it.
+
+    A declared `Content-Length` is checked up front; a chunked body is counted while it
+    streams in.
+    """
+
+    def __init__(self, app: Any, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit():
+            if int(declared) > self.max_body_bytes:
+                await self._refuse(send, size=int(declared))
+                return
+        received = 0
+
+        async def counting_receive() -> dict:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise RequestTooLargeError(self._message(received))
+            return message
+
+        try:
+            await self.app(scope, counting_receive, send)
+        except RequestTooLargeError:
+            await self._refuse(send, size=received)
+
+    def _message(self, size: int) -> str:
+        return (
+            f"request body of {size} bytes or more is over the {self.max_body_bytes} "
+            "byte limit; send fewer rows per request"
+        )
+
+    async def _refuse(self, send: Any, *, size: int) -> None:
+        error = RequestTooLargeError(self._message(size))
+        body = orjson.dumps({"error": str(error)})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": int(http_status(error)),
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def build(options: ServeOptions) -> tuple[BoundModelServer, PlumbModel]:
+    """Load the model and build the server; nothing is bound until `start`."""
+    model = PlumbModel(
+        options.model_name,
+        options.model_dir,
+        max_rows=options.max_rows,
+        batch_window_ms=options.batch_window_ms,
+    )
+    model.load()
+    kserve_model_server.app.add_middleware(
+        BodyLimitMiddleware, max_body_bytes=options.max_body_bytes
+    )
+    server = BoundModelServer(
+        host=options.host,
+        http_port=options.port,
+        grpc_port=options.grpc_port or 8081,
+        enable_grpc=options.grpc_port is not None,
+        workers=options.workers,
+    )
+    if options.workers > 1:
+        # Each worker is a spawned process that re-imports kserve's app without this
+        # middleware; the per-request row cap still bounds the work there.
+        logger.warning(
+            "With --workers %d the %d-byte body cap is not enforced; the "
+            "--max-rows cap still is",
+            options.workers,
+            options.max_body_bytes,
+        )
+    return server, model
+
+
+def serve(options: ServeOptions) -> None:
+    """Load the model and serve it until the process is stopped."""
+    server, model = build(options)
+    server.start([model])

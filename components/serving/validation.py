@@ -1,0 +1,306 @@
+"""Turn a request body into checked rows of raw feature values.
+
+The model server accepts rows in two shapes: V1 `instances` (lists in schema column
+order, or objects keyed by column name) and V2 open-inference `inputs` (one tensor per
+column). Both end here, as `ParsedRows` (numpy arrays per schema feature, ready for
+`Transform.encode` without pandas), after every check a training schema allows:
+column names, width, value types, missing values and infinities, batch size. A failed
+check raises `SchemaError` naming the field, which the predictor maps to HTTP 400.
+All-numeric list rows are checked and converted in one numpy pass; anything else goes
+column by column with C-speed `map`/`set` scans.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from itertools import chain
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from components.common.errors import SchemaError
+from components.preprocess.schema import ColumnSchema, Schema
+
+V2_NUMERIC_DATATYPES = frozenset(
+    {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64"}
+    | {"UINT8", "UINT16", "UINT32", "UINT64"}
+)
+
+
+@dataclass
+class ParsedRows:
+    """Checked request rows: float64 per numeric column (NaN missing), text or None
+    per categorical column."""
+
+    numeric: dict[str, np.ndarray]
+    categorical: dict[str, np.ndarray]
+    rows: int
+
+    def to_frame(self, schema: Schema) -> pd.DataFrame:
+        """The rows as a raw table in schema column order (for `explain_rows`)."""
+        data = {**self.numeric, **self.categorical}
+        return pd.DataFrame({name: data[name] for name in schema.feature_names})
+
+
+def parse_instances(instances: Any, schema: Schema, *, max_rows: int) -> ParsedRows:
+    """Check V1 `instances` and return them as a raw feature table.
+
+    Args:
+        instances: The decoded `instances` value: a list of lists (schema column
+            order) or a list of objects keyed by column name.
+        schema: The training schema.
+        max_rows: The most rows one request may carry.
+
+    Raises:
+        SchemaError: The rows do not fit the schema; the message names the field.
+    """
+    _check_batch(instances, field="instances", max_rows=max_rows)
+    row_types = set(map(type, instances))
+    if row_types == {list}:
+        _check_width(instances, schema)
+        fast = _all_numbers(instances, schema)
+        if fast is not None:
+            return fast
+        columns: Mapping[str, Sequence[Any]] = dict(
+            zip(schema.feature_names, zip(*instances, strict=True), strict=True)
+        )
+    elif row_types == {dict}:
+        columns = _dict_columns(instances, schema)
+    else:
+        raise SchemaError(
+            "each of 'instances' must be a list of values in schema column order or "
+            f"an object keyed by column name, got {_type_names(row_types)}; "
+            f"columns are {schema.feature_names}"
+        )
+    return _parse_columns(columns, schema, rows=len(instances))
+
+
+def parse_tensors(
+    tensors: Sequence[tuple[str, str, list[int], Any]],
+    schema: Schema,
+    *,
+    max_rows: int,
+) -> ParsedRows:
+    """Check V2 input tensors (one per column) and return them as a raw feature table.
+
+    Args:
+        tensors: `(name, datatype, shape, values)` per input, `values` already decoded
+            to a sequence (a numpy array or a list).
+        schema: The training schema.
+        max_rows: The most rows one request may carry.
+
+    Raises:
+        SchemaError: The tensors do not fit the schema; the message names the input.
+    """
+    if not tensors:
+        raise SchemaError(
+            f"'inputs' is empty; send one tensor per column: {schema.feature_names}"
+        )
+    expected = set(schema.feature_names)
+    names = [name for name, *_ in tensors]
+    _check_names(names, expected=expected, schema=schema, where="inputs")
+    columns: dict[str, Sequence[Any]] = {}
+    rows: int | None = None
+    for name, datatype, shape, values in tensors:
+        column = schema.column(name)
+        _check_datatype(name, datatype=datatype, column=column)
+        if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
+            raise SchemaError(
+                f"input {name!r} has shape {shape}; send shape [rows] or [rows, 1]"
+            )
+        flat = np.asarray(values, dtype=object).reshape(-1).tolist()
+        if rows is None:
+            _check_batch(flat, field=f"input {name!r}", max_rows=max_rows)
+            rows = len(flat)
+        elif len(flat) != rows:
+            raise SchemaError(
+                f"input {name!r} has {len(flat)} rows but {names[0]!r} has {rows}; "
+                "every input needs the same number of rows"
+            )
+        columns[name] = flat
+    return _parse_columns(columns, schema, rows=rows or 0)
+
+
+def _check_batch(values: Any, *, field: str, max_rows: int) -> None:
+    if not isinstance(values, list):
+        raise SchemaError(
+            f"{field} must be a list of rows, got {type(values).__name__}"
+        )
+    if not values:
+        raise SchemaError(f"{field} is empty; send at least one row")
+    if len(values) > max_rows:
+        raise SchemaError(
+            f"{field} holds {len(values)} rows, more than the {max_rows} allowed per "
+            "request; split the batch"
+        )
+
+
+def _check_width(rows: list[list[Any]], schema: Schema) -> None:
+    width = len(schema.columns)
+    if set(map(len, rows)) != {width}:
+        bad = next(index for index, row in enumerate(rows) if len(row) != width)
+        raise SchemaError(
+            f"instances[{bad}] has {len(rows[bad])} values, expected {width} in this "
+            f"order: {schema.feature_names}"
+        )
+
+
+def _all_numbers(rows: list[list[Any]], schema: Schema) -> ParsedRows | None:
+    """The common case in one numpy pass: every column numeric, every value a number.
+
+    Returns None when any value needs the per-column checks (which name the field).
+    """
+    if any(column.kind != "numeric" for column in schema.columns):
+        return None
+    if not set(map(type, chain.from_iterable(rows))) <= {int, float}:
+        return None
+    matrix = np.array(rows, dtype=np.float64)
+    if not np.isfinite(matrix).all():
+        return None
+    numeric = {
+        name: matrix[:, index] for index, name in enumerate(schema.feature_names)
+    }
+    return ParsedRows(numeric=numeric, categorical={}, rows=len(rows))
+
+
+def _dict_columns(
+    rows: list[dict[str, Any]], schema: Schema
+) -> dict[str, Sequence[Any]]:
+    expected = set(schema.feature_names)
+    for index, row in enumerate(rows):
+        if row.keys() != expected:
+            _check_names(
+                list(row), expected=expected, schema=schema, where=f"instances[{index}]"
+            )
+    return {name: [row[name] for row in rows] for name in schema.feature_names}
+
+
+def _check_names(
+    names: list[str], *, expected: set[str], schema: Schema, where: str
+) -> None:
+    unknown = [name for name in names if name not in expected]
+    if unknown:
+        raise SchemaError(
+            f"{where} has unknown column {unknown[0]!r}; expected columns "
+            f"{schema.feature_names}"
+        )
+    missing = [name for name in schema.feature_names if name not in names]
+    if missing:
+        raise SchemaError(
+            f"{where} is missing column {missing[0]!r}; expected columns "
+            f"{schema.feature_names}"
+        )
+    if len(names) != len(set(names)):
+        repeated = next(name for name in names if names.count(name) > 1)
+        raise SchemaError(f"{where} names column {repeated!r} twice")
+
+
+def _check_datatype(name: str, *, datatype: str, column: ColumnSchema) -> None:
+    if column.kind == "numeric" and datatype not in V2_NUMERIC_DATATYPES:
+        raise SchemaError(
+            f"input {name!r} is numeric but has datatype {datatype!r}; "
+            "send FP32, FP64 or an INT type"
+        )
+    if column.kind == "categorical" and datatype not in {"BYTES"} | {
+        "INT32",
+        "INT64",
+        "BOOL",
+    }:
+        raise SchemaError(
+            f"input {name!r} is categorical but has datatype {datatype!r}; send BYTES"
+        )
+
+
+def _parse_columns(
+    columns: Mapping[str, Sequence[Any]], schema: Schema, *, rows: int
+) -> ParsedRows:
+    parsed = ParsedRows(numeric={}, categorical={}, rows=rows)
+    for column in schema.columns:
+        values = columns[column.name]
+        if column.kind == "numeric":
+            parsed.numeric[column.name] = _numeric_values(values, column=column)
+        else:
+            parsed.categorical[column.name] = _category_values(values, column=column)
+    return parsed
+
+
+def _numeric_values(values: Sequence[Any], *, column: ColumnSchema) -> np.ndarray:
+    types = set(map(type, values))
+    allowed = {int, float, type(None)} | _NUMPY_NUMBER_TYPES
+    if not types <= allowed or bool in types:
+        bad_index = next(
+            index
+            for index, value in enumerate(values)
+            if type(value) not in allowed or isinstance(value, bool)
+        )
+        raise SchemaError(
+            f"column {column.name!r} must be a number, got {values[bad_index]!r} "
+            f"({type(values[bad_index]).__name__}) at row {bad_index}"
+        )
+    array = np.array(values, dtype=np.float64)
+    missing = np.isnan(array)
+    if missing.any() and column.missing_share == 0.0:
+        raise SchemaError(
+            f"column {column.name!r} is missing (null/NaN) at row "
+            f"{int(np.argmax(missing))}, and it was never missing in training; "
+            "send a number"
+        )
+    infinite = np.isinf(array)
+    if infinite.any():
+        raise SchemaError(
+            f"column {column.name!r} holds infinity at row {int(np.argmax(infinite))}; "
+            "send a finite number"
+        )
+    return array
+
+
+def _category_values(values: Sequence[Any], *, column: ColumnSchema) -> np.ndarray:
+    types = set(map(type, values))
+    allowed = {str, int, bool, type(None), np.str_, np.bytes_, bytes}
+    if not types <= allowed:
+        bad_index = next(
+            index for index, value in enumerate(values) if type(value) not in allowed
+        )
+        raise SchemaError(
+            f"column {column.name!r} must be a category (a string), got "
+            f"{values[bad_index]!r} ({type(values[bad_index]).__name__}) at row "
+            f"{bad_index}"
+        )
+    if type(None) in types and column.missing_share == 0.0:
+        bad_index = next(i for i, value in enumerate(values) if value is None)
+        raise SchemaError(
+            f"column {column.name!r} is missing (null) at row {bad_index}, and it was "
+            "never missing in training; send a category"
+        )
+    array = np.empty(len(values), dtype=object)
+    array[:] = [_category_text(value) for value in values]
+    return array
+
+
+def _category_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
+
+
+def _type_names(types: set[type]) -> str:
+    return ", ".join(sorted(kind.__name__ for kind in types))
+
+
+_NUMPY_NUMBER_TYPES: set[type] = {
+    np.float16,
+    np.float32,
+    np.float64,
+    np.int8,
+    np.int16,
+    np.int32,
+    np.int64,
+    np.uint8,
+    np.uint16,
+    np.uint32,
+    np.uint64,
+}

@@ -1,0 +1,127 @@
+"""Request checks against a training schema with numeric and categorical columns."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from components.common.errors import SchemaError
+from components.preprocess.schema import ColumnSchema, Schema
+from components.preprocess.transform import Transform, category_codes
+from components.serving.errors import http_status
+from components.serving.validation import parse_instances, parse_tensors
+
+SCHEMA = Schema(
+    columns=[
+        ColumnSchema(name="age", kind="numeric", minimum=18, maximum=90),
+        ColumnSchema(name="income", kind="numeric", missing_share=0.1),
+        ColumnSchema(name="city", kind="categorical", categories=["Lyon", "Paris"]),
+        ColumnSchema(
+            name="plan", kind="categorical", categories=["1", "2"], missing_share=0.2
+        ),
+    ],
+    target="churn",
+    task="binary",
+    classes=["no", "yes"],
+    positive_class="yes",
+)
+
+
+def test_mixed_rows_encode_like_transform_apply() -> None:
+    """Parsed request rows encode to exactly the matrix Transform.apply builds."""
+    rows = [
+        [30, 1000.5, "Paris", "1"],
+        [45, None, "Berlin", None],
+        [60, 20.0, "Lyon", 2],
+    ]
+    parsed = parse_instances(rows, SCHEMA, max_rows=10)
+    frame = pd.DataFrame(rows, columns=SCHEMA.feature_names)
+    transform = Transform.fit(
+        pd.DataFrame(
+            {
+                "age": [20, 40],
+                "income": [1.0, 3.0],
+                "city": ["Lyon", "Paris"],
+                "plan": ["1", "2"],
+            }
+        ),
+        SCHEMA,
+    )
+    codes = {
+        step.name: category_codes(parsed.categorical[step.name], step.categories)
+        for step in transform.categorical
+    }
+    encoded = transform.encode(parsed.numeric, codes, rows=parsed.rows)
+    np.testing.assert_array_equal(encoded, transform.apply(frame))
+
+
+@pytest.mark.parametrize(
+    ("rows", "field"),
+    [
+        ([[30, 1.0, 3.5, "1"]], "city"),  # a float where a category belongs
+        ([[30, 1.0, None, "1"]], "city"),  # null in a column never missing in training
+        ([[30, 1.0, ["Paris"], "1"]], "city"),
+        ([["30", 1.0, "Paris", "1"]], "age"),  # text in a number
+        ([[30, float("inf"), "Paris", "1"]], "income"),
+        ([[None, 1.0, "Paris", "1"]], "age"),
+        ([{"age": 30, "income": 1.0, "town": "Paris", "plan": "1"}], "town"),
+    ],
+)
+def test_bad_rows_name_the_field(rows: list, field: str) -> None:
+    """Each bad row raises SchemaError (HTTP 400) whose message names the column."""
+    with pytest.raises(SchemaError, match=field) as caught:
+        parse_instances(rows, SCHEMA, max_rows=10)
+    assert http_status(caught.value) == 400
+
+
+def test_null_allowed_where_training_had_missing() -> None:
+    """Null is accepted in columns that were missing in training, and becomes NaN."""
+    parsed = parse_instances([[30, None, "Paris", None]], SCHEMA, max_rows=10)
+    assert np.isnan(parsed.numeric["income"][0])
+    assert parsed.categorical["plan"][0] is None
+
+
+def test_v2_tensors_check_datatype_per_kind() -> None:
+    """V2: BYTES for a category passes, BYTES for a number is refused by name."""
+    good = [
+        ("age", "INT64", [1], [30]),
+        ("income", "FP64", [1], [1.0]),
+        ("city", "BYTES", [1], ["Paris"]),
+        ("plan", "BYTES", [1], ["2"]),
+    ]
+    assert parse_tensors(good, SCHEMA, max_rows=10).rows == 1
+    bad = [("age", "BYTES", [1], ["30"]), *good[1:]]
+    with pytest.raises(SchemaError, match="'age' is numeric"):
+        parse_tensors(bad, SCHEMA, max_rows=10)
+
+
+def test_not_loaded_model_is_503(trained_model_dir: Path) -> None:
+    """kserve's REST app answers 503 for a registered model that has not loaded."""
+    import kserve.model_server
+    from kserve.model_repository import ModelRepository
+    from kserve.protocol.dataplane import DataPlane
+    from kserve.protocol.model_repository_extension import ModelRepositoryExtension
+    from kserve.protocol.rest.server import RESTServer
+
+    from components.serving.model import PlumbModel
+
+    model = PlumbModel("cold", trained_model_dir)  # load() not called
+    registry = ModelRepository()
+    registry.update(model)
+    rest = RESTServer(
+        "kserve.model_server:app",
+        DataPlane(model_registry=registry),
+        ModelRepositoryExtension(model_registry=registry),
+        http_port=0,
+    )
+    rest.create_application()
+    client = TestClient(kserve.model_server.app)
+    response = client.post("/v1/models/cold:predict", json={"instances": [[1.0]]})
+    assert response.status_code == 503
+    model.load()
+    assert asyncio.run(model.healthy())
