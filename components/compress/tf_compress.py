@@ -196,7 +196,7 @@ def check_tf_options(
             f"TensorFlow compression got a {framework!r} model from {str(model_dir)!r}; "
             "it compresses models trained with training.framework 'tensorflow'"
         )
-    methods = list(TF_METHODS) if config.methods is None else list(config.methods)
+    methods: list[str] = list(TF_METHODS if config.methods is None else config.methods)
     if not config.enabled:
         methods = []
     unknown = [m for m in methods if m not in TF_METHODS]
@@ -205,7 +205,7 @@ def check_tf_options(
             f"compression.methods lists {unknown}, which TensorFlow models do not "
             f"support; allowed: {list(TF_METHODS)}"
         )
-    modes = list(config.quantization) if "quantization" in methods else []
+    modes: list[str] = list(config.quantization) if "quantization" in methods else []
     bad_modes = [q for q in modes if q not in TF_QUANTIZATION]
     if bad_modes:
         raise PlumbError(

@@ -150,12 +150,14 @@ def validation_loss(logits: np.ndarray, labels: np.ndarray, *, task: str) -> flo
     outputs = logits.astype(np.float64).reshape(-1)
     targets = labels.astype(np.float64).reshape(-1)
     if task == "binary":
-        # log(1 + exp(-|z|)) + max(z, 0) - z * y, stable for large |z|.
-        losses = (
-            np.logaddexp(0.0, -np.abs(outputs))
-            + np.maximum(outputs, 0)
-            - outputs * targets
-        )
+        # log(1 + exp(-|z|)) + max(z, 0) - z * y, stable for large |z|; a NaN output
+        # gives a NaN loss, which the caller reports.
+        with np.errstate(over="ignore", invalid="ignore"):
+            losses = (
+                np.logaddexp(0.0, -np.abs(outputs))
+                + np.maximum(outputs, 0)
+                - outputs * targets
+            )
         return float(np.mean(losses))
     return float(np.mean((outputs - targets) ** 2))
 

@@ -138,7 +138,8 @@ def test_int8_outputs_agree_with_the_float_model(
     assert np.max(np.abs(static - reference)) <= 0.08
     float_size = (tf_model_dir / TFLITE_MODEL_FILE).stat().st_size
     static_size = (candidates["int8-static"] / TFLITE_MODEL_FILE).stat().st_size
-    assert float_size / static_size > 2.5
+    # Weights shrink 4x, but ~5 KB of graph and metadata stay: 14.4 KB -> 8.2 KB here.
+    assert float_size / static_size > 1.5
 
 
 @pytest.mark.parametrize(

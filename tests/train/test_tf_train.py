@@ -166,7 +166,14 @@ def test_two_workers_train_agree_and_export(
 ) -> None:
     """Two real TF workers on 127.0.0.1 finish in sync; the chief's export scores well."""
     model_dir = tmp_path / "two"
-    metrics = _train(prepared_breast_cancer, preprocessed_dir, model_dir, workers=2)
+    metrics = _train(
+        prepared_breast_cancer,
+        preprocessed_dir,
+        model_dir,
+        workers=2,
+        epochs=6,
+        learning_rate=1e-2,
+    )
     # All-reduce hands both replicas identical gradients; any drift would be a bug.
     assert metrics["replica_max_weight_diff"] <= 1e-6
     assert metrics["epochs"] >= 1
