@@ -63,7 +63,7 @@ def run_workers(
         replicas stayed in sync).
 
     Raises:
-        PlumbError: A worker failed (with its reason), or the replicas disagree.
+        PlumbError: A worker failed; the message carries its reason.
     """
     with tempfile.TemporaryDirectory(prefix="plumb-tf-workers-") as job:
         job_dir = Path(job)
@@ -81,11 +81,12 @@ def run_workers(
             "Starting %d TensorFlow workers on %s", config.workers, ", ".join(addresses)
         )
         started = time.perf_counter()
-        workers = [
-            _Worker.start(rank=rank, addresses=addresses, job_dir=job_dir)
-            for rank in range(config.workers)
-        ]
+        workers: list[_Worker] = []
         try:
+            for rank in range(config.workers):
+                workers.append(
+                    _Worker.start(rank=rank, addresses=addresses, job_dir=job_dir)
+                )
             _wait_for(workers, job_dir=job_dir)
         finally:
             for worker in workers:

@@ -9,7 +9,12 @@ import pytest
 from conftest import quick_config
 from sklearn.metrics import roc_auc_score
 
-from components.common.artifacts import KERAS_MODEL_FILE, TFLITE_MODEL_FILE, read_json
+from components.common.artifacts import (
+    KERAS_MODEL_FILE,
+    TFLITE_MODEL_FILE,
+    read_json,
+    write_json,
+)
 from components.common.config import CompressionConfig
 from components.common.errors import PlumbError
 from components.common.model_runtime import TfliteModel, load_model
@@ -174,10 +179,7 @@ def test_bad_options_fail_before_any_work(
 
 
 def test_too_few_calibration_rows_and_wrong_framework_are_rejected(
-    tmp_path: Path,
-    tf_model_dir: Path,
-    trained_model_dir: Path,
-    prepared_breast_cancer: PreparedData,
+    tmp_path: Path, tf_model_dir: Path, prepared_breast_cancer: PreparedData
 ) -> None:
     """Static int8 with 10 training rows, or a PyTorch model dir, is a clear error."""
     train = prepared_breast_cancer.splits["train"]
@@ -189,13 +191,17 @@ def test_too_few_calibration_rows_and_wrong_framework_are_rejected(
             model_dir=tf_model_dir,
             train=train.head(10),
             validation=validation,
-            work_dir=tmp_path,
+            work_dir=tmp_path / "work",
         )
+    torch_dir = tmp_path / "torch-model"
+    torch_dir.mkdir()
+    write_json(torch_dir / "metadata.json", {"framework": "pytorch", "format": "onnx"})
     with pytest.raises(PlumbError, match="not a TensorFlow model directory"):
         tf_candidates(
             config,
-            model_dir=trained_model_dir,
+            model_dir=torch_dir,
             train=train,
             validation=validation,
-            work_dir=tmp_path,
+            work_dir=tmp_path / "work",
         )
+    assert not (tmp_path / "work").exists()
