@@ -44,7 +44,11 @@ from components.common.artifacts import (
     read_json,
     write_json,
 )
-from components.common.config import MIN_CALIBRATION_ROWS, CompressionConfig
+from components.common.config import (
+    MIN_CALIBRATION_ROWS,
+    CompressionConfig,
+    TrainingConfig,
+)
 from components.common.errors import PlumbError
 from components.preprocess.schema import Schema
 from components.preprocess.transform import Transform
@@ -98,7 +102,7 @@ def tf_candidates(
     network = _load_network(source)
     train_x = transform.apply(train)
     train_y = schema.labels(train)
-    batch_size = int(metadata.get("training", {}).get("batch_size", DEFAULT_BATCH_SIZE))
+    batch_size = _batch_size(metadata, rows=len(train_x))
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     calibration = None
@@ -333,6 +337,14 @@ def quantization_aware_training(
         time.perf_counter() - started,
     )
     return qat
+
+
+def _batch_size(metadata: dict[str, Any], *, rows: int) -> int:
+    """The training run's batch size (its rule when it was left to plumb)."""
+    training = metadata.get("training")
+    if not training:
+        return DEFAULT_BATCH_SIZE
+    return TrainingConfig.model_validate(training).batch_size_for(rows)
 
 
 def _load_network(model_dir: Path) -> Any:

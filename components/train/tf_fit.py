@@ -79,6 +79,7 @@ def fit_network(
         PlumbError: The loss became NaN or infinite.
     """
     set_seed(config.seed)
+    use_threads(config.threads_per_worker)
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
         network = build_network(
@@ -90,7 +91,8 @@ def fit_network(
         compile_network(network, task=task, learning_rate=config.learning_rate)
     dataset = _training_dataset(
         arrays,
-        global_batch_size=config.batch_size * strategy.num_replicas_in_sync,
+        global_batch_size=config.batch_size_for(len(arrays.train_x))
+        * strategy.num_replicas_in_sync,
         seed=config.seed,
     )
     tracker = _BestWeights(
@@ -126,6 +128,19 @@ def fit_network(
         seconds=seconds,
         rows_per_second=rows_per_second,
     )
+
+
+def use_threads(threads: int) -> None:
+    """Give TensorFlow `threads` intra-op threads and one inter-op thread.
+
+    TensorFlow fixes its thread pools when it first runs an op; later calls (a second
+    training in the same process) keep the pools it has and log that at DEBUG.
+    """
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError as err:
+        logger.debug("Keeping TensorFlow's thread pools: %s", err)
 
 
 def _training_dataset(

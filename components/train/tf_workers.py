@@ -256,14 +256,16 @@ def worker_main(argv: list[str] | None = None) -> int:
 
 
 def _train_as_worker(job_dir: Path, *, rank: int) -> None:
-    # MultiWorkerMirroredStrategy must exist before any other TensorFlow op runs.
+    # MultiWorkerMirroredStrategy must exist before any other TensorFlow op runs (the
+    # thread pools are set just before it).
     import tensorflow as tf
 
-    strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    from components.train.tf_fit import export_network, fit_network
+    from components.train.tf_fit import export_network, fit_network, use_threads
 
     spec = read_json(job_dir / CONFIG_FILE)
     config = TrainingConfig.model_validate(spec["training"])
+    use_threads(config.threads_per_worker)
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
     arrays = TrainingArrays.load(job_dir / ARRAYS_FILE)
     result = fit_network(
         config,

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import quick_config
 from sklearn.metrics import roc_auc_score
 
 from components.common.artifacts import (
@@ -15,7 +14,7 @@ from components.common.artifacts import (
     read_json,
     write_json,
 )
-from components.common.config import CompressionConfig
+from components.common.config import CompressionConfig, TrainingConfig
 from components.common.errors import PlumbError
 from components.common.model_runtime import TfliteModel, load_model
 from components.compress.tf_compress import tf_candidates
@@ -34,17 +33,12 @@ def tf_model_dir(
     preprocessed_dir: Path,
 ) -> Path:
     """A float TF MLP; 30x64 and 64x16 kernels are big enough for dynamic-range int8."""
-    config = quick_config(
-        training={
-            "framework": "tensorflow",
-            "epochs": 15,
-            "batch_size": 64,
-            "hidden_units": [64, 16],
-        }
+    training = TrainingConfig(
+        framework="tensorflow", epochs=15, batch_size=64, hidden_units=[64, 16]
     )
     model_dir = tmp_path_factory.mktemp("tf-float") / "model"
     train_and_export(
-        config.training,
+        training,
         train=prepared_breast_cancer.splits["train"],
         validation=prepared_breast_cancer.splits["validation"],
         preprocessor_dir=preprocessed_dir / "preprocessor",

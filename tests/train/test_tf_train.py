@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import quick_config
 from sklearn.metrics import roc_auc_score
 
 from components.common.artifacts import (
@@ -16,6 +15,7 @@ from components.common.artifacts import (
     TFLITE_MODEL_FILE,
     read_json,
 )
+from components.common.config import TrainingConfig
 from components.common.errors import PlumbError
 from components.common.model_runtime import TfliteModel, load_model
 from components.preprocess.lib import PreparedData
@@ -32,12 +32,16 @@ TF_TRAINING = {
 }
 
 
+def tf_training(**overrides: object) -> TrainingConfig:
+    """A quick TensorFlow training config (validated like a loaded one)."""
+    return TrainingConfig.model_validate({**TF_TRAINING, **overrides})
+
+
 def _train(
     prepared: PreparedData, preprocessed_dir: Path, model_dir: Path, **training: object
 ) -> dict[str, float]:
-    config = quick_config(training={**TF_TRAINING, **training})
     return train_and_export(
-        config.training,
+        tf_training(**training),
         train=prepared.splits["train"],
         validation=prepared.splits["validation"],
         preprocessor_dir=preprocessed_dir / "preprocessor",
@@ -134,10 +138,9 @@ def test_too_few_rows_for_workers_is_rejected(
     tmp_path: Path, prepared_breast_cancer: PreparedData, preprocessed_dir: Path
 ) -> None:
     """More workers than the training rows can feed fail before any worker starts."""
-    config = quick_config(training={**TF_TRAINING, "workers": 3})
     with pytest.raises(PlumbError, match=r"training\.workers 3"):
         train_and_export(
-            config.training,
+            tf_training(workers=3),
             train=prepared_breast_cancer.splits["train"].head(4),
             validation=prepared_breast_cancer.splits["validation"],
             preprocessor_dir=preprocessed_dir / "preprocessor",
