@@ -1,9 +1,10 @@
 """File names inside plumb's artifacts, and small readers and writers for them.
 
 A preprocessor directory holds `schema.json` and `transform.json`. A model directory
-holds those two plus the served model (`model.onnx`), `metadata.json`, the framework
-checkpoint and `reference.parquet` (a training sample the drift monitor compares with).
-The model server and every later step read that layout.
+holds those two plus the served model (`model.onnx`, or `model.tflite` for TensorFlow),
+`metadata.json`, the framework checkpoint (`checkpoint.pt` or `model.keras`) and
+`reference.parquet` (a training sample the drift monitor compares with). The model
+server and every later step read that layout.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ METADATA_FILE = "metadata.json"
 TORCH_CHECKPOINT_FILE = "checkpoint.pt"
 SKLEARN_MODEL_FILE = "baseline.joblib"
 """The scikit-learn baseline in a model directory whose metadata format is `sklearn`."""
+TFLITE_MODEL_FILE = "model.tflite"
+"""The served TensorFlow model (format `tflite`)."""
+KERAS_MODEL_FILE = "model.keras"
+"""The tf_keras model a TFLite model was converted from, for fine-tuning and compression."""
 REFERENCE_FILE = "reference.parquet"
 """A sample of the training split (features and target): the drift reference."""
 REFERENCE_MAX_ROWS = 50_000

@@ -22,7 +22,7 @@ import pandas as pd
 
 from components.common.config import EvaluationConfig, PlumbConfig
 from components.common.errors import DataError, PlumbError, SchemaError
-from components.common.model_runtime import OnnxModel, SklearnModel, load_model
+from components.common.model_runtime import LoadedModel, load_model
 from components.evaluate import metrics as m
 from components.evaluate.explain import explain_matrix
 from components.evaluate.gate import GateVerdict, apply_gate
@@ -35,7 +35,7 @@ from components.preprocess.schema import Schema
 
 logger = logging.getLogger(__name__)
 
-Model = OnnxModel | SklearnModel
+Model = LoadedModel
 MEAN_ATTRIBUTION_ROWS = 200
 SCATTER_POINTS = 400
 

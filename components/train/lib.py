@@ -165,6 +165,16 @@ def train_and_export(
     Returns:
         Metrics to log: epochs, validation loss, seconds, rows per second.
     """
+    if config.framework == "tensorflow":
+        from components.train.tf_train import train_and_export_tf
+
+        return train_and_export_tf(
+            config,
+            train=train,
+            validation=validation,
+            preprocessor_dir=preprocessor_dir,
+            model_dir=model_dir,
+        )
     preprocessor = Path(preprocessor_dir)
     schema = Schema.load(preprocessor / "schema.json")
     transform = Transform.load(preprocessor / "transform.json")
