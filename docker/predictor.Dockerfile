@@ -1,0 +1,38 @@
+# syntax=docker/dockerfile:1.7
+# plumb-predictor: plumb's KServe predictor, run by the `plumb-onnx` ServingRuntime.
+#
+#   docker build -f docker/predictor.Dockerfile -t ghcr.io/plumb-mlops/plumb-predictor:0.1.0 .
+#
+# Serves ONNX models with onnxruntime. TFLite models need the TensorFlow interpreter:
+# build with --build-arg WITH_TFLITE=true (a much larger image).
+ARG BASE_IMAGE=ghcr.io/plumb-mlops/plumb-base:0.1.0
+
+FROM python:3.11.14-slim-bookworm AS build
+ARG WITH_TFLITE=false
+WORKDIR /src
+COPY docker/constraints.txt docker/constraints.txt
+COPY docker/requirements/ docker/requirements/
+RUN python -m venv /opt/plumb \
+    && /opt/plumb/bin/pip install --no-cache-dir --constraint docker/constraints.txt \
+        --requirement docker/requirements/predictor.txt \
+    && if [ "${WITH_TFLITE}" = "true" ]; then \
+        /opt/plumb/bin/pip install --no-cache-dir --constraint docker/constraints.txt \
+            --requirement docker/requirements/predictor-tflite.txt; \
+    fi
+COPY pyproject.toml README.md ./
+COPY plumb/ plumb/
+COPY components/ components/
+COPY pipelines/ pipelines/
+# plumb itself without dependencies: the pinned set above is exactly what it runs with.
+# pip leaves with the build stage; the final image cannot install anything.
+RUN /opt/plumb/bin/pip install --no-cache-dir --no-deps . \
+    && /opt/plumb/bin/pip uninstall --yes --quiet pip setuptools wheel
+
+FROM ${BASE_IMAGE}
+LABEL org.opencontainers.image.title="plumb-predictor" \
+      org.opencontainers.image.description="plumb's KServe predictor (ONNX, optional TFLite)"
+COPY --from=build /opt/plumb /opt/plumb
+USER 10001:10001
+EXPOSE 8080
+ENTRYPOINT ["plumb"]
+CMD ["serve", "/mnt/models", "--host", "0.0.0.0", "--port", "8080"]
