@@ -4,11 +4,13 @@
 #   docker build -f docker/predictor.Dockerfile -t ghcr.io/plumb-mlops/plumb-predictor:0.1.0 .
 #
 # Serves ONNX models with onnxruntime. TFLite models need the TensorFlow interpreter:
-# build with --build-arg WITH_TFLITE=true (a much larger image).
+# build with --build-arg WITH_TFLITE=true (a much larger image). For GPU nodes build a
+# `-gpu` tag with --build-arg WITH_GPU=true (onnxruntime-gpu; used by components/gpu-serving).
 ARG BASE_IMAGE=ghcr.io/plumb-mlops/plumb-base:0.1.0
 
 FROM python:3.11.14-slim-bookworm AS build
 ARG WITH_TFLITE=false
+ARG WITH_GPU=false
 WORKDIR /src
 COPY docker/constraints.txt docker/constraints.txt
 COPY docker/requirements/ docker/requirements/
@@ -18,6 +20,11 @@ RUN python -m venv /opt/plumb \
     && if [ "${WITH_TFLITE}" = "true" ]; then \
         /opt/plumb/bin/pip install --no-cache-dir --constraint docker/constraints.txt \
             --requirement docker/requirements/predictor-tflite.txt; \
+    fi \
+    && if [ "${WITH_GPU}" = "true" ]; then \
+        /opt/plumb/bin/pip uninstall --yes onnxruntime \
+        && /opt/plumb/bin/pip install --no-cache-dir \
+            --requirement docker/requirements/predictor-gpu.txt; \
     fi
 COPY pyproject.toml README.md ./
 COPY plumb/ plumb/
