@@ -533,9 +533,15 @@ def _start_standard_canary(
         "runtime": model.get("runtime", "plumb-onnx"),
         "storageUri": source.storage_uri,
     }
-    patch["spec"]["canary"] = [
-        {"trafficPercent": percent, "predictor": {"model": canary_model}}
-    ]
+    # The canary's pods must pass the same checks as the stable ones: same sizes,
+    # same restricted security contexts.
+    for key in ("resources", "securityContext"):
+        if key in model:
+            canary_model[key] = model[key]
+    canary_predictor: dict[str, Any] = {"model": canary_model}
+    if "securityContext" in _predictor(patch):
+        canary_predictor["securityContext"] = _predictor(patch)["securityContext"]
+    patch["spec"]["canary"] = [{"trafficPercent": percent, "predictor": canary_predictor}]
     _labels(patch)[CANARY_VERSION_LABEL] = source.version
 
 
