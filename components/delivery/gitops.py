@@ -541,7 +541,9 @@ def _start_standard_canary(
     canary_predictor: dict[str, Any] = {"model": canary_model}
     if "securityContext" in _predictor(patch):
         canary_predictor["securityContext"] = _predictor(patch)["securityContext"]
-    patch["spec"]["canary"] = [{"trafficPercent": percent, "predictor": canary_predictor}]
+    patch["spec"]["canary"] = [
+        {"trafficPercent": percent, "predictor": canary_predictor}
+    ]
     _labels(patch)[CANARY_VERSION_LABEL] = source.version
 
 

@@ -78,14 +78,16 @@ def restricted_violations(
             problems.append(f"{cname}: capabilities do not drop ALL")
         if set(caps.get("add") or []) - {"NET_BIND_SERVICE"}:
             problems.append(f"{cname}: adds capabilities {caps['add']}")
-        non_root = ctx.get("runAsNonRoot", None if runtime else pod_ctx.get("runAsNonRoot"))
+        non_root = ctx.get(
+            "runAsNonRoot", None if runtime else pod_ctx.get("runAsNonRoot")
+        )
         if non_root is not True:
             problems.append(f"{cname}: runAsNonRoot is not true")
         if ctx.get("runAsUser", pod_ctx.get("runAsUser")) == 0:
             problems.append(f"{cname}: runs as UID 0")
-        seccomp = (ctx.get("seccompProfile") or pod_ctx.get("seccompProfile") or {}).get(
-            "type"
-        )
+        seccomp = (
+            ctx.get("seccompProfile") or pod_ctx.get("seccompProfile") or {}
+        ).get("type")
         if seccomp not in ("RuntimeDefault", "Localhost"):
             problems.append(f"{cname}: seccompProfile is {seccomp!r}")
         for port in container.get("ports") or []:

@@ -71,7 +71,9 @@ def kustomize(path: Path) -> list[dict[str, Any]]:
     return load_documents(run_tool(kubectl, "kustomize", str(path)))
 
 
-def helm_template(*values_files: Path, namespace: str = "plumb") -> list[dict[str, Any]]:
+def helm_template(
+    *values_files: Path, namespace: str = "plumb"
+) -> list[dict[str, Any]]:
     """Render the chart as release `plumb` with the given values files."""
     helm = require_tool("helm")
     args = [helm, "template", "plumb", str(CHART), "--namespace", namespace]

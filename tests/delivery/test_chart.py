@@ -18,7 +18,12 @@ from .checks import check_workloads, object_ids
 from .conftest import CHART, MANIFESTS, helm_template, kustomize, require_tool, run_tool
 
 SCENARIOS = sorted((CHART / "ci").glob("*-values.yaml"))
-CORE_API_GROUPS = ("v1", "apps/v1", "rbac.authorization.k8s.io/v1", "networking.k8s.io/v1")
+CORE_API_GROUPS = (
+    "v1",
+    "apps/v1",
+    "rbac.authorization.k8s.io/v1",
+    "networking.k8s.io/v1",
+)
 KSERVE_KINDS = ("InferenceService", "ServingRuntime")
 HASH_SUFFIX = re.compile(r"-[a-z0-9]{10}$")
 

@@ -16,7 +16,12 @@ from components.delivery.models import KINDS, ModelFieldError, round_trip
 from .checks import check_workloads, object_ids
 from .conftest import ENVIRONMENTS, MANIFESTS
 
-CORE_API_GROUPS = ("v1", "apps/v1", "rbac.authorization.k8s.io/v1", "networking.k8s.io/v1")
+CORE_API_GROUPS = (
+    "v1",
+    "apps/v1",
+    "rbac.authorization.k8s.io/v1",
+    "networking.k8s.io/v1",
+)
 KUBERNETES_VERSION = "1.32.0"
 
 
@@ -72,7 +77,9 @@ def test_overlays_differ_in_size_and_features(
 ) -> None:
     """prod runs more replicas than dev; dev has the Evidently UI, prod the canary rules."""
     dev = _find(overlays["dev"], "InferenceService", "plumb-model")["spec"]["predictor"]
-    prod = _find(overlays["prod"], "InferenceService", "plumb-model")["spec"]["predictor"]
+    prod = _find(overlays["prod"], "InferenceService", "plumb-model")["spec"][
+        "predictor"
+    ]
     assert prod["minReplicas"] > dev["minReplicas"]
     assert ("Deployment", "plumb-evidently-ui") in object_ids(overlays["dev"])
     assert ("PrometheusRule", "plumb-canary") in object_ids(overlays["prod"])
@@ -147,7 +154,9 @@ def test_monitoring_objects_target_the_monitor(
     port_names = {port["name"] for port in service["spec"]["ports"]}
     assert {ep["port"] for ep in monitor["spec"]["endpoints"]} <= port_names
     assert service["spec"]["ports"][0]["port"] == 80
-    rules = _find(objects, "PrometheusRule", "plumb-drift")["spec"]["groups"][0]["rules"]
+    rules = _find(objects, "PrometheusRule", "plumb-drift")["spec"]["groups"][0][
+        "rules"
+    ]
     drift = next(rule for rule in rules if rule["alert"] == "PlumbDataDrift")
     assert "plumb_drift_share" in drift["expr"]
     dashboard = _find(objects, "ConfigMap", "plumb-grafana-dashboard")
@@ -225,7 +234,9 @@ def test_network_policies_cover_every_pod(
             for rule in policy["spec"].get("ingress", [])
             for rule_port in rule.get("ports", [])
         }
-        assert ports <= allowed, f"{deployment['metadata']['name']}: {ports} vs {allowed}"
+        assert ports <= allowed, (
+            f"{deployment['metadata']['name']}: {ports} vs {allowed}"
+        )
 
 
 def test_images_come_from_components_common_images() -> None:
