@@ -13,6 +13,7 @@ import yaml
 
 from components.common import images
 from components.delivery.models import KINDS, ModelFieldError, round_trip
+
 from .checks import check_workloads, object_ids
 from .conftest import ENVIRONMENTS, MANIFESTS
 
