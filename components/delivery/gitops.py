@@ -22,6 +22,7 @@ the predictor in Knative mode (KServe keeps the previous revision for the rest).
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import re
@@ -319,7 +320,7 @@ def promote(
     elif target.deployment_mode == "Knative":
         _start_knative_canary(patch, source, target, canary_percent)
     else:
-        _start_standard_canary(patch, source, canary_percent)
+        _start_standard_canary(patch, source, canary_percent, repo=root)
     _write_patch(patch_path, header, patch)
 
     # Commit.
@@ -486,8 +487,17 @@ def _leading_comments(lines: list[str]) -> list[str]:
     return out
 
 
+class _NoAliasDumper(yaml.SafeDumper):
+    """Write repeated values in full: reviewers read these files, not YAML anchors."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def _write_patch(path: Path, header: str, patch: dict[str, Any]) -> None:
-    body = yaml.safe_dump(patch, sort_keys=False, default_flow_style=False)
+    body = yaml.dump(
+        patch, Dumper=_NoAliasDumper, sort_keys=False, default_flow_style=False
+    )
     path.write_text(header + body, encoding="utf-8")
 
 
@@ -525,26 +535,47 @@ def _set_stable(patch: dict[str, Any], *, storage_uri: str, version: str) -> Non
 
 
 def _start_standard_canary(
-    patch: dict[str, Any], source: OverlayModel, percent: int
+    patch: dict[str, Any], source: OverlayModel, percent: int, *, repo: Path
 ) -> None:
-    model = _predictor(patch).get("model") or {}
+    # The canary's pods must pass the same checks as the stable ones: same sizes,
+    # same restricted security contexts, taken from the base merged with the overlay.
+    stable = _merge(_base_predictor(repo), _predictor(patch))
+    model = stable.get("model") or {}
     canary_model: dict[str, Any] = {
         "modelFormat": model.get("modelFormat", {"name": "onnx"}),
         "runtime": model.get("runtime", "plumb-onnx"),
         "storageUri": source.storage_uri,
     }
-    # The canary's pods must pass the same checks as the stable ones: same sizes,
-    # same restricted security contexts.
     for key in ("resources", "securityContext"):
         if key in model:
-            canary_model[key] = model[key]
+            canary_model[key] = copy.deepcopy(model[key])
     canary_predictor: dict[str, Any] = {"model": canary_model}
-    if "securityContext" in _predictor(patch):
-        canary_predictor["securityContext"] = _predictor(patch)["securityContext"]
+    if "securityContext" in stable:
+        canary_predictor["securityContext"] = copy.deepcopy(stable["securityContext"])
     patch["spec"]["canary"] = [
         {"trafficPercent": percent, "predictor": canary_predictor}
     ]
     _labels(patch)[CANARY_VERSION_LABEL] = source.version
+
+
+def _base_predictor(repo: Path) -> dict[str, Any]:
+    path = repo / BASE_INFERENCE_SERVICE
+    if not path.is_file():
+        return {}
+    base = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    predictor: dict[str, Any] = (base.get("spec") or {}).get("predictor") or {}
+    return predictor
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Merge maps the way a strategic-merge patch merges them (lists replaced)."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
 
 
 def _start_knative_canary(
