@@ -12,9 +12,11 @@ FROM python:3.11.14-slim-bookworm AS build
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 WORKDIR /src
 COPY docker/constraints.txt docker/constraints.txt
+# torch alone from its wheel index (--no-deps: that index mirrors only some versions of
+# torch's dependencies); the next install resolves those from PyPI at the locked pins.
 RUN python -m venv /opt/plumb \
     && /opt/plumb/bin/pip install --no-cache-dir --constraint docker/constraints.txt \
-        --index-url "${TORCH_INDEX_URL}" torch
+        --no-deps --index-url "${TORCH_INDEX_URL}" torch
 COPY pyproject.toml README.md ./
 COPY plumb/ plumb/
 COPY components/ components/

