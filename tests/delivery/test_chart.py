@@ -237,3 +237,24 @@ def _without_tests(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for obj in objects
         if "helm.sh/hook" not in (obj["metadata"].get("annotations") or {})
     ]
+
+
+def test_notes_tell_how_to_reach_and_test_the_model() -> None:
+    """NOTES.txt (rendered by a client-side dry-run install) names the model and checks."""
+    helm = require_tool("helm")
+    output = run_tool(
+        helm,
+        "install",
+        "plumb",
+        str(CHART),
+        "--namespace",
+        "plumb",
+        "--dry-run=client",
+        "--values",
+        str(CHART / "ci" / "canary-standard-values.yaml"),
+    )
+    notes = output.split("NOTES:", 1)[1]
+    assert "inferenceservice/plumb-model" in notes
+    assert "canary: 10% of traffic to s3://plumb-models/prod/plumb-model/v3" in notes
+    assert "helm test plumb -n plumb" in notes
+    assert "create secret generic plumb-monitor-token" in notes
