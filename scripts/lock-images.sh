@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerate docker/constraints.txt, the lock plumb's images install from.
+# Regenerate dockerfiles/constraints.txt, the lock plumb's images install from.
 #
 # Run it from an environment where `pip install -e .[dev]` succeeded and the tests pass
 # (that is what makes the lock "known to work"). Development-only tools are left out;
@@ -8,7 +8,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-${ROOT}/.venv/bin/python}"
-OUT="${ROOT}/docker/constraints.txt"
+OUT="${ROOT}/dockerfiles/constraints.txt"
 
 {
   cat <<'HEADER'

@@ -30,12 +30,12 @@ class Image:
         return f"{REGISTRY}/{self.name}:{TAG}"
 
 
-BASE = Image("plumb-base", "docker/base.Dockerfile")
-PIPELINE = Image("plumb", "docker/pipeline.Dockerfile")
-TRAINING_TORCH = Image("plumb-training-torch", "docker/training-torch.Dockerfile")
-TRAINING_TF = Image("plumb-training-tf", "docker/training-tf.Dockerfile")
-PREDICTOR = Image("plumb-predictor", "docker/predictor.Dockerfile")
-MONITOR = Image("plumb-monitor", "docker/monitor.Dockerfile")
+BASE = Image("plumb-base", "dockerfiles/base.Dockerfile")
+PIPELINE = Image("plumb", "dockerfiles/pipeline.Dockerfile")
+TRAINING_TORCH = Image("plumb-training-torch", "dockerfiles/training-torch.Dockerfile")
+TRAINING_TF = Image("plumb-training-tf", "dockerfiles/training-tf.Dockerfile")
+PREDICTOR = Image("plumb-predictor", "dockerfiles/predictor.Dockerfile")
+MONITOR = Image("plumb-monitor", "dockerfiles/monitor.Dockerfile")
 
 IMAGES: tuple[Image, ...] = (
     BASE,

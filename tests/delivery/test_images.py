@@ -12,8 +12,8 @@ from components.common import images
 
 from .conftest import ROOT, require_tool, run_tool
 
-DOCKERFILES = sorted((ROOT / "docker").glob("*.Dockerfile"))
-CONSTRAINTS = ROOT / "docker" / "constraints.txt"
+DOCKERFILES = sorted((ROOT / "dockerfiles").glob("*.Dockerfile"))
+CONSTRAINTS = ROOT / "dockerfiles" / "constraints.txt"
 
 
 def _pins(lines: list[str]) -> dict[str, str]:
@@ -73,7 +73,7 @@ def test_one_dockerfile_per_image_and_all_run_as_non_root() -> None:
 
 
 def test_the_lock_holds_every_pyproject_pin() -> None:
-    """docker/constraints.txt pins each dependency exactly as pyproject.toml does."""
+    """dockerfiles/constraints.txt pins each dependency exactly as pyproject.toml does."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     wanted = _pins(project["project"]["dependencies"])
     locked = _pins(CONSTRAINTS.read_text().splitlines())
@@ -88,7 +88,7 @@ def test_the_lock_holds_every_pyproject_pin() -> None:
 def test_requirement_files_name_locked_packages() -> None:
     """Each image's requirement list names packages the lock pins (or pins its own)."""
     locked = _pins(CONSTRAINTS.read_text().splitlines())
-    for path in sorted((ROOT / "docker" / "requirements").glob("*.txt")):
+    for path in sorted((ROOT / "dockerfiles" / "requirements").glob("*.txt")):
         for line in path.read_text().splitlines():
             entry = line.split("#", 1)[0].strip()
             if not entry or entry.startswith("-r"):
@@ -104,3 +104,20 @@ def test_chart_and_manifests_use_the_tag_images_py_sets() -> None:
     assert f"image: {images.PREDICTOR_IMAGE}" in text
     text = (ROOT / "manifests" / "base" / "deployment.plumb-monitor.yaml").read_text()
     assert f"image: {images.MONITOR_IMAGE}" in text
+
+
+def test_no_folder_shadows_the_docker_package() -> None:
+    """No top-level `docker/` folder: as a namespace package it would satisfy kfp's
+    optional `import docker` and break the local runner (`python -m plumb` puts the
+    repository root first on sys.path)."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", "import docker, sys; print(docker.__path__)"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert str(ROOT / "docker") not in result.stdout

@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1.7
 # plumb-training-tf: TensorFlow MultiWorkerMirroredStrategy workers (TFJob pods).
 #
-#   docker build -f docker/training-tf.Dockerfile \
+#   docker build -f dockerfiles/training-tf.Dockerfile \
 #     -t ghcr.io/plumb-mlops/plumb-training-tf:0.1.0 .
 #
 # The tensorflow wheel from PyPI runs on CPU and, with the NVIDIA libraries present, on
@@ -10,11 +10,11 @@ ARG BASE_IMAGE=ghcr.io/plumb-mlops/plumb-base:0.1.0
 
 FROM python:3.11.14-slim-bookworm AS build
 WORKDIR /src
-COPY docker/constraints.txt docker/constraints.txt
-COPY docker/requirements/ docker/requirements/
+COPY dockerfiles/constraints.txt dockerfiles/constraints.txt
+COPY dockerfiles/requirements/ dockerfiles/requirements/
 RUN python -m venv /opt/plumb \
-    && /opt/plumb/bin/pip install --no-cache-dir --constraint docker/constraints.txt \
-        --requirement docker/requirements/training-tf.txt
+    && /opt/plumb/bin/pip install --no-cache-dir --constraint dockerfiles/constraints.txt \
+        --requirement dockerfiles/requirements/training-tf.txt
 COPY pyproject.toml README.md ./
 COPY plumb/ plumb/
 COPY components/ components/

@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1.7
 # plumb-training-torch: PyTorch DDP workers (TrainJob / PyTorchJob pods).
 #
-#   docker build -f docker/training-torch.Dockerfile \
+#   docker build -f dockerfiles/training-torch.Dockerfile \
 #     -t ghcr.io/plumb-mlops/plumb-training-torch:0.1.0 .
 #
 # torch comes from the PyTorch wheel index named by TORCH_INDEX_URL. The default is the
@@ -9,21 +9,21 @@
 # workers build a second tag with the CUDA index that matches the nodes' driver, e.g.
 #   --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 \
 #   -t ghcr.io/plumb-mlops/plumb-training-torch:0.1.0-cuda
-# The version stays the one in docker/constraints.txt either way.
+# The version stays the one in dockerfiles/constraints.txt either way.
 ARG BASE_IMAGE=ghcr.io/plumb-mlops/plumb-base:0.1.0
 
 FROM python:3.11.14-slim-bookworm AS build
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 WORKDIR /src
-COPY docker/constraints.txt docker/constraints.txt
-COPY docker/requirements/ docker/requirements/
+COPY dockerfiles/constraints.txt dockerfiles/constraints.txt
+COPY dockerfiles/requirements/ dockerfiles/requirements/
 # torch alone from its wheel index (--no-deps: that index mirrors only some versions of
 # torch's dependencies); the next install resolves those from PyPI at the locked pins.
 RUN python -m venv /opt/plumb \
-    && /opt/plumb/bin/pip install --no-cache-dir --constraint docker/constraints.txt \
+    && /opt/plumb/bin/pip install --no-cache-dir --constraint dockerfiles/constraints.txt \
         --no-deps --index-url "${TORCH_INDEX_URL}" torch \
-    && /opt/plumb/bin/pip install --no-cache-dir --constraint docker/constraints.txt \
-        --requirement docker/requirements/training-torch.txt
+    && /opt/plumb/bin/pip install --no-cache-dir --constraint dockerfiles/constraints.txt \
+        --requirement dockerfiles/requirements/training-torch.txt
 COPY pyproject.toml README.md ./
 COPY plumb/ plumb/
 COPY components/ components/

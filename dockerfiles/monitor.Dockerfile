@@ -1,16 +1,16 @@
 # syntax=docker/dockerfile:1.7
 # plumb-monitor: the Evidently drift monitor fed by KServe's request logger.
 #
-#   docker build -f docker/monitor.Dockerfile -t ghcr.io/plumb-mlops/plumb-monitor:0.1.0 .
+#   docker build -f dockerfiles/monitor.Dockerfile -t ghcr.io/plumb-mlops/plumb-monitor:0.1.0 .
 ARG BASE_IMAGE=ghcr.io/plumb-mlops/plumb-base:0.1.0
 
 FROM python:3.11.14-slim-bookworm AS build
 WORKDIR /src
-COPY docker/constraints.txt docker/constraints.txt
-COPY docker/requirements/ docker/requirements/
+COPY dockerfiles/constraints.txt dockerfiles/constraints.txt
+COPY dockerfiles/requirements/ dockerfiles/requirements/
 RUN python -m venv /opt/plumb \
-    && /opt/plumb/bin/pip install --no-cache-dir --constraint docker/constraints.txt \
-        --requirement docker/requirements/monitor.txt
+    && /opt/plumb/bin/pip install --no-cache-dir --constraint dockerfiles/constraints.txt \
+        --requirement dockerfiles/requirements/monitor.txt
 COPY pyproject.toml README.md ./
 COPY plumb/ plumb/
 COPY components/ components/

@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1.7
 # plumb-predictor: plumb's KServe predictor, run by the `plumb-onnx` ServingRuntime.
 #
-#   docker build -f docker/predictor.Dockerfile -t ghcr.io/plumb-mlops/plumb-predictor:0.1.0 .
+#   docker build -f dockerfiles/predictor.Dockerfile -t ghcr.io/plumb-mlops/plumb-predictor:0.1.0 .
 #
 # Serves ONNX models with onnxruntime. TFLite models need the TensorFlow interpreter:
 # build with --build-arg WITH_TFLITE=true (a much larger image). For GPU nodes build a
@@ -12,19 +12,19 @@ FROM python:3.11.14-slim-bookworm AS build
 ARG WITH_TFLITE=false
 ARG WITH_GPU=false
 WORKDIR /src
-COPY docker/constraints.txt docker/constraints.txt
-COPY docker/requirements/ docker/requirements/
+COPY dockerfiles/constraints.txt dockerfiles/constraints.txt
+COPY dockerfiles/requirements/ dockerfiles/requirements/
 RUN python -m venv /opt/plumb \
-    && /opt/plumb/bin/pip install --no-cache-dir --constraint docker/constraints.txt \
-        --requirement docker/requirements/predictor.txt \
+    && /opt/plumb/bin/pip install --no-cache-dir --constraint dockerfiles/constraints.txt \
+        --requirement dockerfiles/requirements/predictor.txt \
     && if [ "${WITH_TFLITE}" = "true" ]; then \
-        /opt/plumb/bin/pip install --no-cache-dir --constraint docker/constraints.txt \
-            --requirement docker/requirements/predictor-tflite.txt; \
+        /opt/plumb/bin/pip install --no-cache-dir --constraint dockerfiles/constraints.txt \
+            --requirement dockerfiles/requirements/predictor-tflite.txt; \
     fi \
     && if [ "${WITH_GPU}" = "true" ]; then \
         /opt/plumb/bin/pip uninstall --yes onnxruntime \
         && /opt/plumb/bin/pip install --no-cache-dir \
-            --requirement docker/requirements/predictor-gpu.txt; \
+            --requirement dockerfiles/requirements/predictor-gpu.txt; \
     fi
 COPY pyproject.toml README.md ./
 COPY plumb/ plumb/
