@@ -213,6 +213,187 @@ def show_config(config: ConfigOption = None) -> None:
     console.print(yaml.safe_dump(settings.model_dump(), sort_keys=False), end="")
 
 
+@app.command()
+def submit(
+    host: Annotated[
+        str,
+        typer.Option(
+            envvar="PLUMB_KFP_HOST",
+            help="Kubeflow Pipelines API URL, e.g. http://localhost:8888.",
+        ),
+    ],
+    config: ConfigOption = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a config field: KEY=VALUE."),
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(help="Set a pipeline parameter directly: NAME=VALUE."),
+    ] = None,
+    namespace: Annotated[
+        str, typer.Option(help="Kubeflow profile namespace of the run.")
+    ] = "kubeflow",
+    experiment: Annotated[str, typer.Option(help="Experiment to file it under.")] = (
+        "plumb"
+    ),
+    run_name: Annotated[str | None, typer.Option(help="Name of the run.")] = None,
+    caching: Annotated[
+        bool, typer.Option("--caching/--no-caching", help="Reuse cached step outputs.")
+    ] = True,
+    service_account: Annotated[
+        str | None,
+        typer.Option(help="Service account of the run's pods, e.g. plumb-pipeline."),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="PLUMB_KFP_TOKEN", help="Bearer token for the API."),
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option(help="Wait for the run and fail unless it succeeds.")
+    ] = False,
+    timeout: Annotated[int, typer.Option(help="Seconds --wait waits at most.")] = 3600,
+    cron: Annotated[
+        str | None,
+        typer.Option(help="Create a recurring run on this 6-field cron schedule."),
+    ] = None,
+    every_seconds: Annotated[
+        int | None, typer.Option(help="Create a recurring run with this period.")
+    ] = None,
+    max_concurrency: Annotated[
+        int, typer.Option(help="Most active runs of a recurring run.")
+    ] = 1,
+) -> None:
+    """Compile the pipeline and submit it to Kubeflow Pipelines (or schedule it)."""
+    from components.delivery.submit import SubmitRequest, submit_pipeline
+
+    settings = _load(config, _parse_sets(set_ or []))
+    arguments: dict[str, Any] = {"config_json": settings.to_json()}
+    arguments.update(_parse_params(param or []))
+    request = SubmitRequest(
+        host=host,
+        arguments=arguments,
+        namespace=namespace,
+        experiment=experiment,
+        run_name=run_name,
+        enable_caching=caching,
+        service_account=service_account,
+        token=token,
+        wait=wait,
+        timeout_seconds=timeout,
+        cron_expression=cron,
+        interval_seconds=every_seconds,
+        max_concurrency=max_concurrency,
+    )
+    result = submit_pipeline(request)
+    if result.recurring_run_id:
+        console.print(f"Recurring run {result.recurring_run_id}: {result.url}")
+    else:
+        state = f" ({result.state})" if result.state else ""
+        console.print(f"Run {result.run_id}{state}: {result.url}")
+
+
+def _parse_params(pairs: list[str]) -> dict[str, Any]:
+    from pipelines.training import training_pipeline
+
+    known = set(training_pipeline.component_spec.inputs or {})
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or not name:
+            raise PlumbError(f"--param expects NAME=VALUE, got {pair!r}")
+        if name not in known:
+            raise PlumbError(
+                f"--param {name!r}: the pipeline has no such parameter; it takes "
+                f"{', '.join(sorted(known))} (use --set for config fields)"
+            )
+        params[name] = text
+    return params
+
+
+@app.command()
+def promote(
+    from_: Annotated[
+        str, typer.Option("--from", help="Environment whose model is promoted.")
+    ],
+    to: Annotated[str, typer.Option("--to", help="Environment receiving it.")],
+    canary_percent: Annotated[
+        int,
+        typer.Option(help="Traffic share of the new model at first; 100 = no canary."),
+    ] = 10,
+    verdict: Annotated[
+        str | None,
+        typer.Option(help="Candidate's verdict.json (default: beside its model)."),
+    ] = None,
+    no_worse_than_target: Annotated[
+        bool,
+        typer.Option(help="Refuse a candidate worse than the target's current model."),
+    ] = False,
+    target_verdict: Annotated[
+        str | None, typer.Option(help="Target model's verdict.json (for the check).")
+    ] = None,
+    tolerance: Annotated[
+        float, typer.Option(help="Allowed absolute slack per metric for the check.")
+    ] = 0.0,
+    repo: Annotated[
+        Path, typer.Option(help="Git repository holding manifests/.")
+    ] = Path("."),
+    push: Annotated[bool, typer.Option(help="Push the commit afterwards.")] = False,
+    remote: Annotated[str, typer.Option(help="Remote to push to.")] = "origin",
+) -> None:
+    """Promote a model between environments as one git commit (GitOps)."""
+    from components.delivery.gitops import promote as promote_model
+
+    change = promote_model(
+        repo,
+        source_env=from_,
+        target_env=to,
+        canary_percent=canary_percent,
+        verdict=verdict,
+        require_no_worse=no_worse_than_target,
+        target_verdict=target_verdict,
+        tolerance=tolerance,
+        push=push,
+        remote=remote,
+    )
+    _print_change(change)
+
+
+canary_app = typer.Typer(
+    help="End a canary rollout started by `plumb promote`.", no_args_is_help=True
+)
+app.add_typer(canary_app, name="canary")
+EnvOption = Annotated[str, typer.Option("--env", help="Environment, e.g. prod.")]
+RepoOption = Annotated[Path, typer.Option(help="Git repository holding manifests/.")]
+PushOption = Annotated[bool, typer.Option(help="Push the commit afterwards.")]
+
+
+@canary_app.command("finish")
+def canary_finish(
+    env: EnvOption, repo: RepoOption = Path("."), push: PushOption = False
+) -> None:
+    """Send all traffic to the canary's model (one commit)."""
+    from components.delivery.gitops import finish_canary
+
+    _print_change(finish_canary(repo, env=env, push=push))
+
+
+@canary_app.command("rollback")
+def canary_rollback(
+    env: EnvOption, repo: RepoOption = Path("."), push: PushOption = False
+) -> None:
+    """Drop the canary and keep the previous model (one commit)."""
+    from components.delivery.gitops import rollback_canary
+
+    _print_change(rollback_canary(repo, env=env, push=push))
+
+
+def _print_change(change: Any) -> None:
+    console.print(change.message, end="", markup=False, highlight=False)
+    pushed = "pushed" if change.pushed else "not pushed (use --push, or git push)"
+    console.print(f"Committed {change.commit[:12]}, {pushed}.")
+
+
 def main() -> None:
     """Entry point of the `plumb` console script."""
     debug = "--debug" in sys.argv[1:]
