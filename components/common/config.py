@@ -12,10 +12,17 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from components.common.errors import ConfigError
 
@@ -134,19 +141,139 @@ class TrainingConfig(_Section):
         return self
 
 
+CompressionMethod = Literal[
+    "pruning", "structured_pruning", "quantization", "distillation"
+]
+QuantizationMode = Literal["dynamic", "static", "qat"]
+COMPRESSION_METHODS: tuple[str, ...] = get_args(CompressionMethod)
+QUANTIZATION_MODES: tuple[str, ...] = get_args(QuantizationMode)
+MIN_CALIBRATION_ROWS = 16
+
+
+def _default_quantization() -> list[QuantizationMode]:
+    return ["dynamic", "static"]
+
+
+class DistillationConfig(_Section):
+    """The smaller student network trained on the teacher's outputs."""
+
+    hidden_units: list[int] = Field(default_factory=lambda: [16])
+    """Width of each hidden layer of the student MLP, input side first."""
+
+    temperature: float = Field(2.0, gt=0.0)
+    """Softens the teacher's logits (binary only): the student matches
+    `sigmoid(teacher_logit / temperature)`. 1 matches the probabilities as they are."""
+
+    alpha: float = Field(0.7, ge=0.0, le=1.0)
+    """Weight of the teacher's soft targets in the student's loss; the labels get
+    `1 - alpha`. 0 trains on the labels alone, 1 on the teacher alone."""
+
+    epochs: int = Field(10, ge=1)
+    """Passes over the training split for the student."""
+
+    learning_rate: float = Field(3e-3, gt=0.0)
+    """Adam learning rate of the student."""
+
+    @model_validator(mode="after")
+    def _hidden_units_positive(self) -> DistillationConfig:
+        if any(width < 1 for width in self.hidden_units):
+            raise ValueError(
+                f"distillation.hidden_units must all be >= 1, got {self.hidden_units}; "
+                "use e.g. [16]"
+            )
+        return self
+
+
 class CompressionConfig(_Section):
     """How the trained model is made smaller and faster."""
 
     enabled: bool = True
     """Produce compressed candidates; False ships the float model."""
 
-    quantization: Literal["dynamic", "none"] = "dynamic"
-    """int8 quantization of the exported ONNX model: `dynamic` (weights int8,
-    activations quantized at run time) or `none`."""
+    methods: (
+        list[Literal["pruning", "structured_pruning", "quantization", "distillation"]]
+        | None
+    ) = None
+    """Methods to try: `pruning` (global magnitude, unstructured), `structured_pruning`
+    (removes whole hidden neurons), `quantization` (int8, modes below), `distillation`
+    (a smaller student MLP). None tries every method the model supports (a `logistic`
+    model: `pruning` and `quantization`); a method listed here that the model does not
+    support is an error."""
+
+    sparsity: float = Field(0.5, ge=0.0, lt=1.0)
+    """Share of the weights (biases excluded) that unstructured pruning sets to zero,
+    ranked by magnitude across all layers together."""
+
+    structured_ratio: float = Field(0.5, ge=0.0, lt=1.0)
+    """Share of the neurons of every hidden layer that structured pruning removes
+    (at least one neuron per layer stays)."""
+
+    structured_norm: Literal["l1", "l2"] = "l2"
+    """Norm of a neuron's incoming weights that ranks it for structured pruning; the
+    weakest neurons go."""
+
+    fine_tune_epochs: int = Field(3, ge=0)
+    """Passes over the training split after pruning, with the pruned weights held at
+    zero. 0 skips fine-tuning."""
+
+    fine_tune_learning_rate: float = Field(1e-3, gt=0.0)
+    """Adam learning rate of the fine-tuning after pruning."""
+
+    quantization: list[QuantizationMode] = Field(
+        default_factory=lambda: _default_quantization()
+    )
+    """int8 quantization modes: `dynamic` (weights int8, activations quantized at run
+    time), `static` (weights and activations int8, activation ranges calibrated on
+    training rows), `qat` (quantization-aware training; TensorFlow models only). A
+    single string or `none` is accepted too (`none` is an empty list)."""
+
+    calibration_rows: int = Field(512, ge=MIN_CALIBRATION_ROWS)
+    """Training rows (a seeded sample) that calibrate static quantization. The training
+    split must hold at least 16 rows; fewer than asked uses them all, with a warning."""
+
+    quantize_candidates: bool = True
+    """Also quantize the pruned and distilled candidates (e.g. structured pruning +
+    int8), not only the float model."""
+
+    distillation: DistillationConfig = DistillationConfig()
+    """The student network of `distillation`."""
+
+    objective: Literal["size", "latency"] = "size"
+    """What the selection minimises among candidates within the metric budget: `size`
+    (bytes of the served model file) or `latency` (median single-row latency)."""
 
     max_metric_drop: float = Field(0.01, ge=0.0)
     """Largest drop of the validation metric (ROC AUC or R2) a compressed candidate may
     show against the float model and still be selected."""
+
+    batch_rows: int = Field(1000, ge=1)
+    """Rows per batch in the batch-latency measurement."""
+
+    latency_repeats: int = Field(30, ge=1)
+    """Timed runs per latency measurement; the median is reported."""
+
+    seed: int = 0
+    """Seed of calibration sampling, fine-tuning and the student's initial weights."""
+
+    @field_validator("quantization", mode="before")
+    @classmethod
+    def _quantization_as_list(cls, value: Any) -> Any:
+        # Older configs wrote a single mode (`dynamic` or `none`).
+        if isinstance(value, str):
+            return [] if value == "none" else [value]
+        return value
+
+    @model_validator(mode="after")
+    def _no_duplicates(self) -> CompressionConfig:
+        for name, values in (
+            ("methods", self.methods or []),
+            ("quantization", self.quantization),
+        ):
+            if len(set(values)) != len(values):
+                raise ValueError(
+                    f"compression.{name} lists a value twice: {values}; list each once"
+                )
+        return self
 
 
 class GateConfig(_Section):
