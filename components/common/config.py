@@ -219,9 +219,7 @@ class CompressionConfig(_Section):
     fine_tune_learning_rate: float = Field(1e-3, gt=0.0)
     """Adam learning rate of the fine-tuning after pruning."""
 
-    quantization: list[QuantizationMode] = Field(
-        default_factory=lambda: _default_quantization()
-    )
+    quantization: list[QuantizationMode] = Field(default_factory=_default_quantization)
     """int8 quantization modes: `dynamic` (weights int8, activations quantized at run
     time), `static` (weights and activations int8, activation ranges calibrated on
     training rows), `qat` (quantization-aware training; TensorFlow models only). A
