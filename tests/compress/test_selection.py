@@ -149,3 +149,22 @@ def test_html_report_is_self_contained(breast_cancer_compression) -> None:
         assert candidate["name"] in page
     links = page.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert "http://" not in links and "https://" not in links
+
+
+def test_disabled_compression_ships_the_float_model(
+    tmp_path: Path, trained_model_dir: Path, prepared_breast_cancer
+) -> None:
+    """`enabled: false` measures only the float model and copies it unchanged."""
+    report = compress_model(
+        CompressionConfig(enabled=False, latency_repeats=2),
+        model_dir=trained_model_dir,
+        train=prepared_breast_cancer.splits["train"],
+        validation=prepared_breast_cancer.splits["validation"],
+        work_dir=tmp_path / "work",
+        output_dir=tmp_path / "output",
+    )
+    assert [c["name"] for c in report["candidates"]] == ["float32"]
+    assert report["selected"] == "float32" and not report["none_qualified"]
+    assert (tmp_path / "output" / "model.onnx").read_bytes() == (
+        trained_model_dir / "model.onnx"
+    ).read_bytes()
