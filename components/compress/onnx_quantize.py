@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pandas as pd
 from onnxruntime.quantization import (
     CalibrationDataReader,
@@ -37,8 +38,10 @@ from components.preprocess.transform import Transform
 logger = logging.getLogger(__name__)
 
 CALIBRATION_BATCH_ROWS = 64
-# The serving head (Squeeze, Sigmoid) stays in float: quantizing the probability to
-# 256 levels would tie rows that the float model ranks apart and cost ROC AUC.
+# The output layer and the serving head (Squeeze, Sigmoid) stay in float: an int8
+# output holds only 256 levels, which would tie rows the float model ranks apart (ROC
+# AUC) or round regression values (R2). The last layer has one output, so this costs
+# a few hundred bytes at most.
 STATIC_OP_TYPES = ["Gemm", "MatMul", "Relu"]
 
 
@@ -140,6 +143,7 @@ def quantize_model_dir(
             ),
             quant_format=QuantFormat.QOperator,
             op_types_to_quantize=STATIC_OP_TYPES,
+            nodes_to_exclude=_output_layer(prepared),
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
         )
@@ -167,6 +171,13 @@ def quantize_model_dir(
         target_model.stat().st_size,
     )
     return target_dir
+
+
+def _output_layer(model_path: Path) -> list[str]:
+    """Name of the last Gemm or MatMul node of the graph (the output layer)."""
+    nodes = onnx.load(str(model_path)).graph.node
+    layers = [node.name for node in nodes if node.op_type in ("Gemm", "MatMul")]
+    return layers[-1:]
 
 
 def load_transform(model_dir: Path) -> Transform:
