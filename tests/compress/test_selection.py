@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 
@@ -144,7 +145,10 @@ def test_html_report_is_self_contained(breast_cancer_compression) -> None:
     """The HTML page holds an inline SVG plot, every candidate, and no network links."""
     report, _ = breast_cancer_compression
     page = render_html(report)
-    assert "<svg" in page and "</svg>" in page
+    svg = page[page.index("<svg") : page.index("</svg>") + len("</svg>")]
+    plot = ElementTree.fromstring(svg)  # well-formed XML
+    circles = plot.findall("{http://www.w3.org/2000/svg}circle")
+    assert len(circles) == len(report["candidates"])
     for candidate in report["candidates"]:
         assert candidate["name"] in page
     links = page.replace('xmlns="http://www.w3.org/2000/svg"', "")
