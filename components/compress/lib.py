@@ -99,15 +99,55 @@ def plan_compression(
             "data.split.validation_fraction above 0"
         )
 
+    has_checkpoint = (model_dir / TORCH_CHECKPOINT_FILE).is_file()
+    methods, quantization = _resolve_methods(
+        config,
+        framework=framework,
+        model=model,
+        supported=supported,
+        has_checkpoint=has_checkpoint,
+    )
+    if "static" in quantization:
+        onnx_quantize.check_calibration_rows(train_rows, rows=config.calibration_rows)
+    needs_training = [m for m in methods if m in _NEEDS_CHECKPOINT]
+    if needs_training and train_rows == 0:
+        raise PlumbError(
+            f"compression.methods {needs_training} fine-tune on the training split, "
+            "which is empty; pass the training rows or drop those methods"
+        )
+    if framework == "pytorch" and needs_training and not has_checkpoint:
+        raise PlumbError(
+            f"compression.methods {needs_training} need {TORCH_CHECKPOINT_FILE} in "
+            f"{str(model_dir)!r}, which is missing; retrain with plumb's train step or "
+            "set compression.methods to ['quantization']"
+        )
+    return CompressionPlan(
+        framework=framework,
+        model=model,
+        task=task,
+        methods=methods,
+        quantization=quantization,
+    )
+
+
+def _resolve_methods(
+    config: CompressionConfig,
+    *,
+    framework: str,
+    model: str,
+    supported: list[str],
+    has_checkpoint: bool,
+) -> tuple[list[str], list[str]]:
+    """The methods and int8 modes to run; raise on any the model does not support."""
     methods: list[str] = (
         list(supported) if config.methods is None else [*config.methods]
     )
     if not config.enabled:
         methods = []
-    has_checkpoint = (model_dir / TORCH_CHECKPOINT_FILE).is_file()
     if config.methods is None and framework == "pytorch" and not has_checkpoint:
         logger.warning(
-            "No %s in %s: trying quantization only", TORCH_CHECKPOINT_FILE, model_dir
+            "No %s in the model directory: trying quantization only",
+            TORCH_CHECKPOINT_FILE,
         )
         methods = [m for m in methods if m not in _NEEDS_CHECKPOINT]
     unsupported = [m for m in methods if m not in supported]
@@ -131,27 +171,7 @@ def plan_compression(
             f"compression.quantization lists {bad_modes}, which {framework} models do "
             f"not support; allowed: {SUPPORTED_QUANTIZATION[framework]}"
         )
-    if "static" in quantization:
-        onnx_quantize.check_calibration_rows(train_rows, rows=config.calibration_rows)
-    needs_training = [m for m in methods if m in _NEEDS_CHECKPOINT]
-    if needs_training and train_rows == 0:
-        raise PlumbError(
-            f"compression.methods {needs_training} fine-tune on the training split, "
-            "which is empty; pass the training rows or drop those methods"
-        )
-    if framework == "pytorch" and needs_training and not has_checkpoint:
-        raise PlumbError(
-            f"compression.methods {needs_training} need {TORCH_CHECKPOINT_FILE} in "
-            f"{str(model_dir)!r}, which is missing; retrain with plumb's train step or "
-            "set compression.methods to ['quantization']"
-        )
-    return CompressionPlan(
-        framework=framework,
-        model=model,
-        task=task,
-        methods=methods,
-        quantization=quantization,
-    )
+    return methods, quantization
 
 
 def compress_model(
