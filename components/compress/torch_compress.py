@@ -30,7 +30,11 @@ from components.common.artifacts import (
     read_json,
     write_json,
 )
-from components.common.config import CompressionConfig, DistillationConfig
+from components.common.config import (
+    CompressionConfig,
+    DistillationConfig,
+    TrainingConfig,
+)
 from components.common.errors import PlumbError
 from components.train.torch_model import build_network, export_onnx
 
@@ -45,6 +49,12 @@ class TorchModel:
     training: dict[str, Any]
     task: str
     input_width: int
+
+    def batch_size_for(self, rows: int) -> int:
+        """The training run's batch size (or its rule for `rows` rows when unset)."""
+        return TrainingConfig(
+            batch_size=self.training.get("batch_size")
+        ).batch_size_for(rows)
 
 
 def load_torch_model(model_dir: Path) -> TorchModel:
@@ -198,7 +208,7 @@ def prune_unstructured(
         train_y=train_y,
         task=model.task,
         config=config,
-        batch_size=int(model.training["batch_size"]),
+        batch_size=model.batch_size_for(len(train_x)),
         label=f"Fine-tuning at sparsity {config.sparsity:.2f}",
     )
     for layer in layers:
@@ -275,7 +285,7 @@ def prune_structured(
         train_y=train_y,
         task=model.task,
         config=config,
-        batch_size=int(model.training["batch_size"]),
+        batch_size=model.batch_size_for(len(train_x)),
         label=f"Fine-tuning hidden units {hidden_units}",
     )
     return smaller, hidden_units
@@ -330,7 +340,7 @@ def distill(
         loss_of_batch=loss_of_batch,
         epochs=config.epochs,
         learning_rate=config.learning_rate,
-        batch_size=int(teacher.training["batch_size"]),
+        batch_size=teacher.batch_size_for(len(train_x)),
         seed=seed,
         label=f"Distilling student {list(config.hidden_units)}",
     )
