@@ -54,6 +54,7 @@ def training_pipeline(config_json: str = DEFAULT_CONFIG_JSON) -> None:
     compressed = compress(
         config_json=config_json,
         model=trained.outputs["model"],
+        train_data=prepared.outputs["train_data"],
         validation_data=prepared.outputs["validation_data"],
     ).set_display_name("compress")
     evaluated = evaluate(

@@ -1,7 +1,7 @@
 """KFP adapter for the compress step."""
 
 from kfp import dsl
-from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
 
 from components.common.images import PIPELINE_IMAGE
 
@@ -10,9 +10,11 @@ from components.common.images import PIPELINE_IMAGE
 def compress(
     config_json: str,
     model: Input[Model],
+    train_data: Input[Dataset],
     validation_data: Input[Dataset],
     compressed_model: Output[Model],
     compression_report: Output[Artifact],
+    compression_html: Output[HTML],
     compression_metrics: Output[Metrics],
 ):
     """Make compressed candidates and keep the smallest one within the metric budget."""
@@ -21,7 +23,8 @@ def compress(
     from components.common.artifacts import read_table, write_json
     from components.common.config import PlumbConfig
     from components.common.logs import setup_logging
-    from components.compress.lib import compress_model
+    from components.compress.lib import compress_model, metric_key
+    from components.compress.report import render_html
 
     setup_logging()
     config = PlumbConfig.from_json(config_json)
@@ -29,15 +32,24 @@ def compress(
         report = compress_model(
             config.compression,
             model_dir=model.path,
+            train=read_table(train_data.path),
             validation=read_table(validation_data.path),
             work_dir=work_dir,
             output_dir=compressed_model.path,
         )
     write_json(compression_report.path, report)
+    with open(compression_html.path, "w", encoding="utf-8") as handle:
+        handle.write(
+            render_html(report, title=f"plumb compression: {config.data.dataset}")
+        )
     compressed_model.metadata["compression"] = report["selected"]
+    compression_metrics.log_metric("none_qualified", float(report["none_qualified"]))
     for candidate in report["candidates"]:
-        name = candidate["name"]
-        compression_metrics.log_metric(f"{name}_size_bytes", candidate["size_bytes"])
+        key = metric_key(candidate["name"])
+        compression_metrics.log_metric(f"{key}_size_bytes", candidate["size_bytes"])
         compression_metrics.log_metric(
-            f"{name}_{candidate['metric_name']}", candidate["metric"]
+            f"{key}_{candidate['metric_name']}", candidate["metric"]
+        )
+        compression_metrics.log_metric(
+            f"{key}_latency_ms", candidate["single_row_latency_ms"]
         )
