@@ -1,19 +1,22 @@
 """Run an exported model directory: raw rows in, predictions out.
 
 `load_model` reads `metadata.json` and picks the runtime for its `format`: onnxruntime
-for `onnx`. Evaluation, compression and the model server all predict through here, so a
-model is scored the same way wherever it runs.
+for `onnx`, joblib and scikit-learn for `sklearn` (the tree baseline). Evaluation,
+compression and the model server all predict through here, so a model is scored the
+same way wherever it runs.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import joblib
 import numpy as np
 import onnxruntime as ort
 import pandas as pd
 
 from components.common.artifacts import (
+    BASELINE_MODEL_FILE,
     METADATA_FILE,
     ONNX_MODEL_FILE,
     SCHEMA_FILE,
@@ -56,7 +59,37 @@ class OnnxModel:
         return self.predict_matrix(self.transform.apply(frame))
 
 
-def load_model(model_dir: str | Path, *, threads: int | None = None) -> OnnxModel:
+class SklearnModel:
+    """A scikit-learn model directory (the tree baseline) loaded for inference."""
+
+    def __init__(self, model_dir: str | Path, *, threads: int | None = None) -> None:
+        directory = Path(model_dir)
+        self.metadata: dict = read_json(directory / METADATA_FILE)
+        self.schema = Schema.load(directory / SCHEMA_FILE)
+        self.transform = Transform.load(directory / TRANSFORM_FILE)
+        self.estimator = joblib.load(
+            directory / self.metadata.get("model_file", BASELINE_MODEL_FILE)
+        )
+        # `threads` is accepted for a uniform interface; sklearn's predict is
+        # single-threaded for these estimators.
+        self.model_dir = directory
+
+    def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
+        """Predict from an already transformed matrix; one value per row."""
+        if self.metadata.get("task") == "binary":
+            output = self.estimator.predict_proba(matrix)[:, 1]
+        else:
+            output = self.estimator.predict(matrix)
+        return np.asarray(output, dtype=np.float64).reshape(-1)
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        """Predict from raw rows: a probability (`binary`) or a value per row."""
+        return self.predict_matrix(self.transform.apply(frame))
+
+
+def load_model(
+    model_dir: str | Path, *, threads: int | None = None
+) -> OnnxModel | SklearnModel:
     """Load a model directory with the runtime its `metadata.json` names.
 
     Raises:
@@ -72,7 +105,9 @@ def load_model(model_dir: str | Path, *, threads: int | None = None) -> OnnxMode
     model_format = read_json(metadata_path).get("format", "onnx")
     if model_format == "onnx":
         return OnnxModel(directory, threads=threads)
+    if model_format == "sklearn":
+        return SklearnModel(directory, threads=threads)
     raise PlumbError(
         f"unknown model format {model_format!r} in {str(metadata_path)!r}; "
-        "plumb serves 'onnx'"
+        "plumb loads 'onnx' and 'sklearn'"
     )
