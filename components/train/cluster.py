@@ -359,7 +359,8 @@ def create_and_wait(
         )
         state, message = job_state(job)
         if state != last_state:
-            logger.info("%s %s: %s %s", kind.kind, name, state, message)
+            detail = f" ({message})" if message else ""
+            logger.info("%s %s: %s%s", kind.kind, name, state, detail)
             last_state = state
         if state in ("Complete", "Succeeded"):
             return

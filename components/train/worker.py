@@ -9,6 +9,7 @@ bad-input error (NaN loss, say) is written to `error.json` instead and the worke
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from dataclasses import asdict, dataclass
@@ -18,7 +19,6 @@ import torch
 import torch.distributed as dist
 from torch.distributed.elastic.multiprocessing.errors import record
 
-from components.common.artifacts import read_json, write_json
 from components.common.config import TrainingConfig
 from components.common.errors import PlumbError
 from components.common.logs import setup_logging
@@ -42,11 +42,11 @@ class WorkerSpec:
     device: str = "cpu"
 
     def write(self, path: str | Path) -> None:
-        write_json(path, asdict(self))
+        Path(path).write_text(json.dumps(asdict(self), indent=1), encoding="utf-8")
 
     @classmethod
     def read(cls, path: str | Path) -> WorkerSpec:
-        return cls(**read_json(path))
+        return cls(**json.loads(Path(path).read_text(encoding="utf-8")))
 
 
 def run_worker(spec: WorkerSpec) -> None:
@@ -72,9 +72,8 @@ def run_worker(spec: WorkerSpec) -> None:
             partial.replace(run_dir / RESULT_FILE)
     except PlumbError as err:
         if context.is_main:
-            write_json(
-                run_dir / ERROR_FILE, {"error": str(err), "type": type(err).__name__}
-            )
+            error = {"error": str(err), "type": type(err).__name__}
+            (run_dir / ERROR_FILE).write_text(json.dumps(error), encoding="utf-8")
         logger.error("Training stopped: %s", err)
     finally:
         if context.distributed:
