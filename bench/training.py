@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -107,22 +108,26 @@ def plumb_torchrun(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--quick", action="store_true", help="40,000 rows and 2 epochs (default: all)"
+        "--quick", action="store_true", help="80,000 rows (default: every row)"
     )
     args = parser.parse_args()
-    setup_logging("WARNING")
-    max_rows, epochs = (40_000, 2) if args.quick else (None, 3)
+    # The torchrun workers read the level from the environment.
+    os.environ.setdefault("PLUMB_LOG_LEVEL", "WARNING")
+    setup_logging()
+    max_rows, epochs = (80_000, 3) if args.quick else (None, 3)
     data = load_flights(max_rows)
     training = TrainingConfig(
         epochs=epochs, early_stopping_patience=0, workers=1, seed=7
     )
     # Both single-process loops get one intra-op thread, like each torchrun worker.
     torch.set_num_threads(1)
-    # The first Adam imports torch._dynamo (seconds); pay that before any timing.
-    torch.optim.Adam([nn.Parameter(torch.zeros(1))])
-
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
+        # Warm-up (first Adam imports torch._dynamo, first passes allocate): one epoch
+        # of each in-process loop before anything is timed.
+        warm_up = training.model_copy(update={"epochs": 1})
+        plain_loop_rows_per_second(warm_up, data)
+        plumb_in_process_rows_per_second(warm_up, data, root / "warm-up")
         plain = plain_loop_rows_per_second(training, data)
         plumb = plumb_in_process_rows_per_second(training, data, root / "inproc")
         one, one_wall = plumb_torchrun(training, data, root / "w1")

@@ -12,6 +12,7 @@ uninterrupted run.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -332,13 +333,11 @@ def _train_epoch(
     """Run one epoch; return the mean training loss over all ranks."""
     model.train()
     device = features.device
-    total = torch.zeros(2, dtype=torch.float64, device=device)
+    losses: list[torch.Tensor] = []
     last_log = time.perf_counter()
     for step, batch in enumerate(batches, start=1):
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(
-            device_type=device.type, dtype=amp_dtype, enabled=amp_dtype is not None
-        ):
+        with _autocast(device, amp_dtype):
             output = model(features[batch]).squeeze(-1)
         loss = loss_fn(output.float(), labels[batch])
         if scaler is not None:
@@ -348,8 +347,8 @@ def _train_epoch(
         else:
             loss.backward()
             optimizer.step()
-        total[0] += loss.detach().double() * len(batch)
-        total[1] += len(batch)
+        # Kept as tensors: a float() per step would synchronise with the GPU.
+        losses.append(loss.detach())
         if context.is_main and time.perf_counter() - last_log >= log_every_seconds:
             last_log = time.perf_counter()
             logger.info(
@@ -357,11 +356,25 @@ def _train_epoch(
                 epoch,
                 step,
                 len(batches),
-                float(total[0] / total[1]),
+                float(loss),
             )
+    sizes = torch.tensor([len(b) for b in batches], dtype=torch.float64, device=device)
+    total = torch.stack(
+        [torch.stack(losses).double() @ sizes, sizes.sum()]
+        if losses
+        else [sizes.sum()] * 2
+    )
     if context.distributed:
         dist.all_reduce(total)
     return float(total[0] / total[1])
+
+
+def _autocast(
+    device: torch.device, amp_dtype: torch.dtype | None
+) -> contextlib.AbstractContextManager:
+    if amp_dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=amp_dtype)
 
 
 def _validate(
@@ -376,12 +389,7 @@ def _validate(
     """Loss and metric (ROC AUC or R2) on the whole validation split."""
     network.eval()
     device = val_features.device
-    with (
-        torch.no_grad(),
-        torch.autocast(
-            device_type=device.type, dtype=amp_dtype, enabled=amp_dtype is not None
-        ),
-    ):
+    with torch.no_grad(), _autocast(device, amp_dtype):
         output = network(val_features).squeeze(-1).float()
     labels = torch.from_numpy(val_labels).to(device)
     loss = float(loss_fn(output, labels))
