@@ -59,14 +59,18 @@ def _train(
     )
 
 
-def _worker_processes() -> list[psutil.Process]:
+def _worker_processes(*, with_launcher: bool = False) -> list[psutil.Process]:
+    """Workers (and torchrun, if asked) that this test process started, recursively."""
     found = []
     for child in psutil.Process().children(recursive=True):
         try:
-            if any(WORKER_MARK in part for part in child.cmdline()):
-                found.append(child)
+            command = child.cmdline()
         except psutil.NoSuchProcess:
             continue
+        # torchrun's own command line names the worker module too; skip it.
+        launcher = "torch.distributed.run" in command
+        if WORKER_MARK in command and (with_launcher or not launcher):
+            found.append(child)
     return found
 
 
@@ -118,7 +122,7 @@ def test_two_gloo_workers_finish_with_agreeing_replicas(
         path.name for path in model_dir.iterdir()
     }
     assert not (model_dir / "run").exists()
-    assert _worker_processes() == []
+    assert _worker_processes(with_launcher=True) == []
 
 
 @pytest.mark.slow
@@ -168,7 +172,7 @@ def test_killed_worker_resumes_from_checkpoint_with_same_quality(
         reference["validation_metric"], abs=1e-6
     )
     assert metrics["replica_max_abs_diff"] <= 1e-6
-    assert _worker_processes() == []
+    assert _worker_processes(with_launcher=True) == []
 
 
 def test_seeded_cpu_runs_are_reproducible(

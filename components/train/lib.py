@@ -156,14 +156,16 @@ def check_splits(
 def resolve_device(config: TrainingConfig) -> str:
     """`cuda` or `cpu` for the workers, checking that asked-for GPUs exist here.
 
-    Only meaningful for the local backend; cluster workers check their own devices.
+    For cluster backends this machine is not checked: the job's workers get the GPUs.
 
     Raises:
         PlumbError: GPUs are asked for, none (or too few) are present, and
             `gpu_fallback_to_cpu` is off.
     """
-    if config.gpus_per_worker == 0 or config.backend != "local":
+    if config.gpus_per_worker == 0:
         return "cpu"
+    if config.backend != "local":
+        return "cuda"
     available = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if available >= config.workers:
         return "cuda"
