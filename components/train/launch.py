@@ -73,8 +73,11 @@ def torchrun_command(
         "torch.distributed.run",
         "--nnodes=1",
         f"--nproc-per-node={workers}",
-        f"--master-addr={LOOPBACK}",
-        f"--master-port={port}",
+        # c10d rendezvous (hosted by torchrun on this port) runs a fresh round for each
+        # restart; the static one can hang when a restarted group re-joins.
+        "--rdzv-backend=c10d",
+        f"--rdzv-endpoint={LOOPBACK}:{port}",
+        f"--rdzv-id=plumb-{port}",
         f"--max-restarts={max_restarts}",
         "--monitor-interval=0.5",
         "-m",
