@@ -8,7 +8,9 @@ its first checkpoint. Everything else trains in-process or fails before launchin
 from __future__ import annotations
 
 import os
+import shlex
 import signal
+import subprocess
 import threading
 import time
 import warnings
@@ -156,7 +158,10 @@ def test_killed_worker_resumes_from_checkpoint_with_same_quality(
     assert checkpoint.exists() and workers, "no checkpoint was written in time"
     workers[-1].send_signal(signal.SIGKILL)
     thread.join(timeout=300)
-    assert not thread.is_alive()
+    if thread.is_alive():
+        for process in _worker_processes(with_launcher=True):
+            process.kill()
+        pytest.fail("the restarted worker group did not finish within 300 s")
     if "error" in outcome:
         raise outcome["error"]
 
@@ -256,6 +261,44 @@ def test_gpus_asked_without_gpus() -> None:
         warnings.simplefilter("always")
         assert resolve_device(fallback) == "cpu"
     assert any("training on the CPU instead" in str(w.message) for w in caught)
+
+
+def test_torchrun_dies_with_its_launcher(tmp_path: Path) -> None:
+    """The launch command makes Linux kill torchrun when the launcher dies."""
+    from components.train.launch import torchrun_command
+
+    command = torchrun_command(
+        tmp_path / "spec.json", workers=2, port=1, max_restarts=0
+    )
+    # Same prefix, but `sleep` in place of torchrun: its parent (sh) exits at once.
+    prefix = command[: command.index("-m")]
+    pid_file = tmp_path / "pid"
+    script = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); "
+    script += "time.sleep(120)"
+    launcher = subprocess.Popen(
+        [
+            "sh",
+            "-c",
+            " ".join([*map(shlex.quote, prefix), "-c", shlex.quote(script)])
+            + " & sleep 3",
+        ],
+    )
+    launcher.wait(timeout=60)
+    deadline = time.monotonic() + 30
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child = int(pid_file.read_text())
+    deadline = time.monotonic() + 10
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def test_failed_group_leaves_no_orphans(tmp_path: Path) -> None:

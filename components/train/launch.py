@@ -30,6 +30,14 @@ logger = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
 _KILL_GRACE_SECONDS = 5.0
+# Ask Linux to SIGKILL torchrun when the process that launched it dies (the signal
+# survives exec), then become torchrun. Without it, a launcher killed with SIGKILL would
+# leave torchrun and its workers running. The workers get the same guard in worker.py.
+_EXEC_WITH_PARENT_DEATH_SIGNAL = (
+    "import ctypes, os, signal, sys; "
+    "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL); "
+    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+)
 
 
 class TrainingFailedError(RuntimeError):
@@ -69,6 +77,8 @@ def torchrun_command(
     """The torchrun command line that starts `workers` local workers."""
     return [
         sys.executable,
+        "-c",
+        _EXEC_WITH_PARENT_DEATH_SIGNAL,
         "-m",
         "torch.distributed.run",
         "--nnodes=1",

@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 RESULT_FILE = "result.pt"
 ERROR_FILE = "error.json"
 SPEC_FILE = "spec.json"
+_PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -80,6 +81,19 @@ def run_worker(spec: WorkerSpec) -> None:
             dist.destroy_process_group()
 
 
+def _exit_with_parent() -> None:
+    """Have Linux SIGKILL this worker when torchrun (its parent) dies: no orphans."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import os
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() == 1:  # the parent died before the guard was set
+        sys.exit(1)
+
+
 @record
 def main(argv: list[str] | None = None) -> int:
     """Run one worker from the spec file named on the command line."""
@@ -87,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         sys.stderr.write("usage: python -m components.train.worker SPEC_JSON\n")
         return 2
+    _exit_with_parent()
     setup_logging()
     context = context_from_env("cpu")
     if context.rank != 0:
