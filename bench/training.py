@@ -67,7 +67,7 @@ def plain_loop_rows_per_second(training: TrainingConfig, data: TrainingData) -> 
     for _ in range(training.epochs):
         network.train()
         order = torch.randperm(len(features))
-        for batch in torch.split(order, training.batch_size):
+        for batch in torch.split(order, training.batch_size_for(len(features))):
             optimizer.zero_grad()
             loss = loss_fn(network(features[batch]).squeeze(-1), labels[batch])
             loss.backward()
@@ -137,7 +137,8 @@ def main() -> None:
 
     rows = len(data.train_x)
     print(
-        f"flights: {rows:,} training rows x {epochs} epochs, batch {training.batch_size}"
+        f"flights: {rows:,} training rows x {epochs} epochs, "
+        f"batch {training.batch_size_for(rows)}"
     )
     print(f"plain torch loop, 1 process      {plain:>12,.0f} rows/s")
     print(f"plumb loop, in-process           {plumb:>12,.0f} rows/s")

@@ -23,6 +23,21 @@ REGRESSION_METRICS = ("mse", "rmse", "mae", "r2")
 LOWER_IS_BETTER = frozenset({"log_loss", "mse", "rmse", "mae"})
 
 
+def check_gate_metrics(thresholds: dict[str, float], *, task: str) -> None:
+    """Fail before any work when the gate names a metric the task does not compute.
+
+    Raises:
+        PlumbError: A threshold names an unknown metric.
+    """
+    known = CLASSIFICATION_METRICS if task == "binary" else REGRESSION_METRICS
+    unknown = sorted(set(thresholds) - set(known))
+    if unknown:
+        raise PlumbError(
+            f"evaluation.gate.thresholds names unknown metric {unknown[0]!r} for a "
+            f"{task} task; use one of {', '.join(known)}"
+        )
+
+
 def compute_metrics(
     y_true: np.ndarray,
     y_score: np.ndarray,

@@ -124,23 +124,16 @@ def _prepare(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
 def _read_snapshot(
     data: dict[str, Any], columns: list[str]
 ) -> tuple[int, float, dict[str, float]]:
+    # Each metric carries its config: {"type": "evidently:metric_v2:<Name>", "column": ...}.
     count, share = 0, 0.0
     scores: dict[str, float] = {}
     for metric in data.get("metrics", []):
-        metric_id = str(metric.get("metric_id", ""))
+        config = metric.get("config", {})
+        kind = str(config.get("type", "")).rsplit(":", 1)[-1]
         value = metric.get("value")
-        if metric_id.startswith("DriftedColumnsCount") and isinstance(value, dict):
+        if kind == "DriftedColumnsCount" and isinstance(value, dict):
             count, share = int(value["count"]), float(value["share"])
-        elif metric_id.startswith("ValueDrift"):
-            column = _column_of(metric_id, columns)
-            if column is not None and isinstance(value, int | float):
-                scores[column] = float(value)
+        elif kind == "ValueDrift" and config.get("column") in columns:
+            if isinstance(value, int | float):
+                scores[str(config["column"])] = float(value)
     return count, share, scores
-
-
-def _column_of(metric_id: str, columns: list[str]) -> str | None:
-    # Evidently names a per-column metric "ValueDrift(column=<name>,...)".
-    for column in columns:
-        if f"column={column}," in metric_id or f"column={column})" in metric_id:
-            return column
-    return None

@@ -126,7 +126,9 @@ def launch_local(
         training.max_restarts,
     )
     started = time.perf_counter()
-    returncode = run_process_group(command, env=_worker_env())
+    returncode = run_process_group(
+        command, env=_worker_env(threads=training.threads_per_worker)
+    )
     if (run_dir / ERROR_FILE).is_file():
         raise PlumbError(read_json(run_dir / ERROR_FILE)["error"])
     if returncode != 0 or not (run_dir / RESULT_FILE).is_file():
@@ -172,10 +174,9 @@ def _group_alive(group: int) -> bool:
     return True
 
 
-def _worker_env() -> dict[str, str]:
+def _worker_env(*, threads: int) -> dict[str, str]:
     env = dict(os.environ)
-    # One intra-op thread per worker: the workers already fill the cores.
-    env.setdefault("OMP_NUM_THREADS", "1")
+    env["OMP_NUM_THREADS"] = str(threads)
     # The workers import plumb from the same tree as this process.
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(

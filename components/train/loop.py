@@ -160,6 +160,7 @@ def fit(
         NonFiniteLossError: The loss became NaN or infinite.
     """
     device = context.device
+    torch.set_num_threads(training.threads_per_worker)
     torch.manual_seed(training.seed)
     network = build_network(
         input_width=data.train_x.shape[1],
@@ -193,6 +194,7 @@ def fit(
         shuffle=True,
         seed=training.seed,
     )
+    batch_size = training.batch_size_for(len(features))
     # BatchNorm cannot normalise a batch of one row in training mode.
     min_batch = 2 if training.batch_norm else 1
 
@@ -208,7 +210,7 @@ def fit(
             model,
             optimizer=optimizer,
             loss_fn=loss_fn,
-            batches=_batches(order, training.batch_size, min_batch),
+            batches=_batches(order, batch_size, min_batch),
             features=features,
             labels=labels,
             amp_dtype=amp_dtype,
