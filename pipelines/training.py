@@ -2,15 +2,19 @@
 
 The whole run is configured by one parameter, `config_json`: the validated `PlumbConfig`
 as JSON. The compiled YAML next to this file is what users upload in the Kubeflow UI;
-`plumb compile` rewrites it and a test fails when it is stale.
+`plumb compile` rewrites it and a test fails when it is stale. What the cluster must
+provide to a task is fixed at compile time: `build_training_pipeline(config)` asks for
+GPUs on the train task (and mounts the shared training volume for cluster jobs) when
+that config does; `plumb compile --config FILE` compiles for a given config.
 """
 
 from pathlib import Path
 
-from kfp import compiler, dsl
+from kfp import compiler, dsl, kubernetes
 from kfp.dsl import Artifact, Input, Model
+from kfp.dsl.graph_component import GraphComponent
 
-from components.common.config import PlumbConfig
+from components.common.config import PlumbConfig, TrainingConfig
 from components.compress.component import compress
 from components.deploy.component import deploy
 from components.evaluate.component import evaluate
@@ -37,48 +41,79 @@ def deploy_if_gate_passed(
         )
 
 
-@dsl.pipeline(
-    name=PIPELINE_NAME,
-    description="Preprocess, train, compress and evaluate a tabular model; write its "
-    "KServe InferenceService when the gate passes; report data drift.",
-)
-def training_pipeline(config_json: str = DEFAULT_CONFIG_JSON) -> None:
-    """Run plumb's loop on the dataset the config names."""
-    prepared = preprocess(config_json=config_json).set_display_name("preprocess")
-    trained = train(
-        config_json=config_json,
-        train_data=prepared.outputs["train_data"],
-        validation_data=prepared.outputs["validation_data"],
-        preprocessor=prepared.outputs["preprocessor"],
-    ).set_display_name("train")
-    compressed = compress(
-        config_json=config_json,
-        model=trained.outputs["model"],
-        train_data=prepared.outputs["train_data"],
-        validation_data=prepared.outputs["validation_data"],
-    ).set_display_name("compress")
-    evaluated = evaluate(
-        config_json=config_json,
-        model=compressed.outputs["compressed_model"],
-        test_data=prepared.outputs["test_data"],
-        validation_data=prepared.outputs["validation_data"],
-    ).set_display_name("evaluate")
-    deploy_if_gate_passed(
-        config_json=config_json,
-        gate_passed=evaluated.outputs["gate_passed"],
-        model=compressed.outputs["compressed_model"],
-        verdict=evaluated.outputs["verdict"],
-    ).set_display_name("deploy-if-gate-passed")
-    monitor(
-        config_json=config_json,
-        reference_data=prepared.outputs["train_data"],
-        production_data=prepared.outputs["production_data"],
-        test_data=prepared.outputs["test_data"],
-        preprocessor=prepared.outputs["preprocessor"],
-    ).set_display_name("monitor")
+def request_training_resources(
+    task: dsl.PipelineTask, training: TrainingConfig
+) -> None:
+    """Ask for the accelerators (local backend) or the shared volume (cluster jobs)."""
+    if training.backend == "local" and training.gpus_per_worker:
+        task.set_accelerator_type(training.accelerator_type)
+        # Locally each of the `workers` processes drives one GPU of the train pod.
+        task.set_accelerator_limit(training.workers)
+    if training.backend != "local" and training.cluster.volume_claim:
+        kubernetes.mount_pvc(
+            task,
+            pvc_name=training.cluster.volume_claim,
+            mount_path=training.cluster.shared_path,
+        )
 
 
-def compile_pipeline(path: str | Path = COMPILED_PIPELINE) -> Path:
-    """Compile the pipeline to YAML that the Kubeflow UI accepts."""
-    compiler.Compiler().compile(pipeline_func=training_pipeline, package_path=str(path))
+def build_training_pipeline(config: PlumbConfig | None = None) -> GraphComponent:
+    """Build the pipeline; `config` is its default parameter and sets task resources."""
+    config = config or PlumbConfig()
+    default_config_json = config.to_json()
+
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="Preprocess, train, compress and evaluate a tabular model; write its "
+        "KServe InferenceService when the gate passes; report data drift.",
+    )
+    def training_pipeline(config_json: str = default_config_json) -> None:
+        """Run plumb's loop on the dataset the config names."""
+        prepared = preprocess(config_json=config_json).set_display_name("preprocess")
+        trained = train(
+            config_json=config_json,
+            train_data=prepared.outputs["train_data"],
+            validation_data=prepared.outputs["validation_data"],
+            preprocessor=prepared.outputs["preprocessor"],
+        ).set_display_name("train")
+        request_training_resources(trained, config.training)
+        compressed = compress(
+            config_json=config_json,
+            model=trained.outputs["model"],
+            train_data=prepared.outputs["train_data"],
+            validation_data=prepared.outputs["validation_data"],
+        ).set_display_name("compress")
+        evaluated = evaluate(
+            config_json=config_json,
+            model=compressed.outputs["compressed_model"],
+            test_data=prepared.outputs["test_data"],
+            validation_data=prepared.outputs["validation_data"],
+            baseline_model=trained.outputs["baseline_model"],
+        ).set_display_name("evaluate")
+        deploy_if_gate_passed(
+            config_json=config_json,
+            gate_passed=evaluated.outputs["gate_passed"],
+            model=compressed.outputs["compressed_model"],
+            verdict=evaluated.outputs["verdict"],
+        ).set_display_name("deploy-if-gate-passed")
+        monitor(
+            config_json=config_json,
+            reference_data=prepared.outputs["train_data"],
+            production_data=prepared.outputs["production_data"],
+            test_data=prepared.outputs["test_data"],
+            preprocessor=prepared.outputs["preprocessor"],
+        ).set_display_name("monitor")
+
+    return training_pipeline
+
+
+training_pipeline = build_training_pipeline()
+
+
+def compile_pipeline(
+    path: str | Path = COMPILED_PIPELINE, *, config: PlumbConfig | None = None
+) -> Path:
+    """Compile the pipeline (for `config`, default: the defaults) to YAML for the UI."""
+    pipeline = training_pipeline if config is None else build_training_pipeline(config)
+    compiler.Compiler().compile(pipeline_func=pipeline, package_path=str(path))
     return Path(path)

@@ -147,11 +147,22 @@ def compile_(
         Path | None,
         typer.Option(help="Where to write the YAML (default: the committed file)."),
     ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Compile for this config: its values become the default parameter, "
+            "and its GPUs / shared volume become task resources (default: the "
+            "built-in defaults).",
+        ),
+    ] = None,
 ) -> None:
     """Compile the pipeline to the YAML the Kubeflow UI uploads."""
     from pipelines.training import COMPILED_PIPELINE, compile_pipeline
 
-    path = compile_pipeline(output or COMPILED_PIPELINE)
+    settings = _load(config, {}) if config is not None else None
+    path = compile_pipeline(output or COMPILED_PIPELINE, config=settings)
     console.print(f"Wrote {path}")
 
 

@@ -20,7 +20,12 @@ def quick_config(**sections: dict) -> PlumbConfig:
     """A breast-cancer config that trains in about a second."""
     raw: dict = {
         "data": {"dataset": "breast-cancer"},
-        "training": {"epochs": 30, "batch_size": 64, "hidden_units": [16]},
+        "training": {
+            "epochs": 30,
+            "batch_size": 64,
+            "hidden_units": [16],
+            "workers": 1,
+        },
     }
     for name, values in sections.items():
         raw[name] = {**raw.get(name, {}), **values}

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from components.common.errors import ConfigError
+from components.common.images import PIPELINE_IMAGE
 
 DEFAULT_CONFIG_FILE = "plumb.yaml"
 ENV_PREFIX = "PLUMB_"
@@ -119,6 +120,48 @@ class DataConfig(_Section):
     """How rows are split."""
 
 
+class ClusterConfig(_Section):
+    """Where and how the training job runs when `training.backend` is a cluster job."""
+
+    namespace: str = "plumb"
+    """Namespace the TrainJob / PyTorchJob / TFJob is created in."""
+
+    image: str = PIPELINE_IMAGE
+    """Container image of every training worker; it must hold plumb and its
+    dependencies (the pipeline image does)."""
+
+    runtime: str = "torch-distributed"
+    """ClusterTrainingRuntime a `trainjob` refers to (Kubeflow Trainer v2)."""
+
+    shared_path: str = "/mnt/plumb"
+    """A directory the component pod and every worker pod see at the same path (mount a
+    ReadWriteMany volume there, see `volume_claim`): the component stages the splits and
+    the preprocessor there, the workers write checkpoints and the trained model there."""
+
+    volume_claim: str | None = None
+    """PersistentVolumeClaim mounted at `shared_path` in the worker pods. None mounts
+    nothing (the image or the runtime must provide the path)."""
+
+    cpu: str = "2"
+    """CPU request and limit of each worker (Kubernetes quantity)."""
+
+    memory: str = "4Gi"
+    """Memory request and limit of each worker (Kubernetes quantity)."""
+
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    """Node labels every worker pod must match, e.g. `{nvidia.com/gpu.present: "true"}`."""
+
+    tolerations: list[dict[str, str]] = Field(default_factory=list)
+    """Pod tolerations in Kubernetes form (`key`, `operator`, `value`, `effect`), e.g.
+    to run on tainted GPU nodes."""
+
+    poll_seconds: float = Field(10.0, gt=0.0)
+    """How often the component reads the job's status while it waits."""
+
+    timeout_seconds: float = Field(24 * 3600.0, gt=0.0)
+    """Give up (and fail the component) when the job has not finished by then."""
+
+
 class TrainingConfig(_Section):
     """The model and how it is trained."""
 
@@ -135,6 +178,9 @@ class TrainingConfig(_Section):
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     """Dropout after each hidden layer of the MLP."""
 
+    batch_norm: bool = False
+    """Batch normalisation after each hidden linear layer of the MLP (before ReLU)."""
+
     epochs: int = Field(20, ge=1)
     """Maximum passes over the training split."""
 
@@ -146,10 +192,53 @@ class TrainingConfig(_Section):
     """Adam learning rate."""
 
     early_stopping_patience: int = Field(3, ge=0)
-    """Stop after this many epochs without a better validation loss; 0 disables."""
+    """Stop after this many epochs without a better `early_stopping_metric`; 0
+    disables."""
 
-    workers: int = Field(1, ge=1)
-    """Training processes (1 trains in the component's own process)."""
+    early_stopping_metric: Literal["loss", "metric"] = "loss"
+    """What early stopping watches on the validation split: `loss` (lower is better) or
+    `metric` (ROC AUC for `binary`, R2 for `regression`; higher is better). The weights
+    of the best epoch by this measure are the ones exported."""
+
+    workers: int = Field(2, ge=1)
+    """Training processes. 1 trains in the component's own process; more launches
+    `torchrun` with that many local processes (backend `local`) or that many worker
+    pods (cluster backends)."""
+
+    backend: Literal["local", "trainjob", "pytorchjob", "tfjob"] = "local"
+    """Where training runs: `local` (in or beside the component's process), `trainjob`
+    (a Kubeflow Trainer v2 TrainJob, PyTorch), `pytorchjob` or `tfjob` (Kubeflow
+    Training Operator v1 jobs, for clusters that still run the operator)."""
+
+    gpus_per_worker: int = Field(0, ge=0)
+    """CUDA devices per worker; 0 trains on the CPU (gloo). With GPUs the workers use
+    NCCL and autocast, and the compiled pipeline asks for an accelerator."""
+
+    accelerator_type: str = "nvidia.com/gpu"
+    """Kubernetes resource name of the GPUs (pipeline accelerator type and job
+    resource limit)."""
+
+    gpu_fallback_to_cpu: bool = False
+    """When GPUs are asked for but none is present: True trains on the CPU with a
+    warning, False stops with an error."""
+
+    mixed_precision: Literal["bf16", "fp16", "none"] = "bf16"
+    """Autocast dtype on GPU (`fp16` adds a gradient scaler); ignored on the CPU."""
+
+    checkpoint_every_epochs: int = Field(1, ge=1)
+    """Write a resumable checkpoint every this many epochs; a restarted worker group
+    resumes from the latest one."""
+
+    max_restarts: int = Field(3, ge=0)
+    """How often `torchrun` (and a cluster job) restarts the worker group after a
+    worker dies before the run fails."""
+
+    master_port: int | None = Field(None, ge=1024, le=65535)
+    """Rendezvous port on 127.0.0.1 for local multi-worker runs. None picks a free
+    one."""
+
+    log_every_seconds: float = Field(30.0, gt=0.0)
+    """Besides one line per epoch, log progress within an epoch this often."""
 
     threads_per_worker: int = Field(1, ge=1)
     """CPU threads each training process uses. Tabular networks are small: one thread
@@ -158,6 +247,9 @@ class TrainingConfig(_Section):
 
     seed: int = 42
     """Seed of weights, shuffling and dropout."""
+
+    cluster: ClusterConfig = ClusterConfig()
+    """The training job, for the cluster backends."""
 
     def batch_size_for(self, rows: int) -> int:
         """The batch size to use for `rows` training rows."""
@@ -171,6 +263,19 @@ class TrainingConfig(_Section):
             raise ValueError(
                 f"hidden_units must all be >= 1, got {self.hidden_units}; "
                 "use e.g. [64, 32]"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _backend_fits_framework(self) -> TrainingConfig:
+        allowed = {
+            "pytorch": ("local", "trainjob", "pytorchjob"),
+            "tensorflow": ("local", "tfjob"),
+        }[self.framework]
+        if self.backend not in allowed:
+            raise ValueError(
+                f"backend {self.backend!r} does not run framework {self.framework!r}; "
+                f"use one of {list(allowed)}"
             )
         return self
 

@@ -1,22 +1,23 @@
 """The train step: fit a network on the training split and export it for serving.
 
-The model directory this writes is what compression, evaluation and the model server
-read: `model.onnx` (the network with its serving head), the schema and transform it was
-trained with, `metadata.json`, and the PyTorch checkpoint for fine-tuning.
+`train_and_export` picks where the PyTorch loop (`loop.py`) runs: in this process (one
+worker), in `torchrun`'s local worker group (`launch.py`), or in a cluster job
+(`cluster.py`); TensorFlow is handed to `tf_train.py`. Whatever ran it, the model
+directory it writes is what compression, evaluation and the model server read:
+`model.onnx` (the network with its serving head), the schema and transform it was
+trained with, `metadata.json`, `reference.parquet` and the PyTorch checkpoint for
+fine-tuning.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import time
-from dataclasses import dataclass
+import shutil
+import warnings
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 
 from components.common.artifacts import (
     METADATA_FILE,
@@ -30,126 +31,14 @@ from components.common.config import TrainingConfig
 from components.common.errors import PlumbError
 from components.preprocess.schema import Schema
 from components.preprocess.transform import Transform
+from components.train.loop import TrainingData, WorkerContext, fit
 from components.train.torch_model import build_network, export_onnx
+from components.train.worker import WorkerSpec
 
 logger = logging.getLogger(__name__)
 
-
-@dataclass
-class TrainResult:
-    """What one training run produced."""
-
-    network: nn.Module
-    epochs_run: int
-    best_validation_loss: float
-    seconds: float
-    rows_per_second: float
-
-
-def train_network(
-    config: TrainingConfig,
-    *,
-    train_x: np.ndarray,
-    train_y: np.ndarray,
-    validation_x: np.ndarray,
-    validation_y: np.ndarray,
-    task: str,
-) -> TrainResult:
-    """Train with Adam and early stopping on the validation loss; keep the best weights.
-
-    Raises:
-        PlumbError: The loss became NaN or infinite.
-    """
-    if config.framework != "pytorch":
-        raise PlumbError(
-            f"training.framework {config.framework!r} is not available in single-process "
-            "training; use 'pytorch'"
-        )
-    torch.set_num_threads(config.threads_per_worker)
-    torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
-    network = build_network(
-        input_width=train_x.shape[1],
-        model=config.model,
-        hidden_units=config.hidden_units,
-        dropout=config.dropout,
-    )
-    loss_fn: nn.Module = nn.BCEWithLogitsLoss() if task == "binary" else nn.MSELoss()
-    optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate)
-    features = torch.from_numpy(train_x)
-    labels = torch.from_numpy(train_y)
-    val_features = torch.from_numpy(validation_x)
-    val_labels = torch.from_numpy(validation_y)
-
-    batch_size = config.batch_size_for(len(features))
-    best_loss = math.inf
-    best_state = {k: v.clone() for k, v in network.state_dict().items()}
-    stale_epochs = 0
-    epochs_run = 0
-    started = time.perf_counter()
-    for epoch in range(1, config.epochs + 1):
-        network.train()
-        order = torch.randperm(len(features), generator=generator)
-        total = 0.0
-        for start in range(0, len(order), batch_size):
-            batch = order[start : start + batch_size]
-            optimizer.zero_grad()
-            loss = loss_fn(network(features[batch]).squeeze(-1), labels[batch])
-            loss.backward()
-            optimizer.step()
-            total += float(loss) * len(batch)
-        train_loss = total / len(order)
-        if not math.isfinite(train_loss):
-            raise PlumbError(
-                f"training loss became {train_loss} in epoch {epoch}; lower "
-                f"training.learning_rate (got {config.learning_rate}) or check the target "
-                "for extreme values"
-            )
-
-        network.eval()
-        with torch.no_grad():
-            val_loss = float(loss_fn(network(val_features).squeeze(-1), val_labels))
-        epochs_run = epoch
-        logger.info(
-            "Epoch %d/%d: train loss %.4f, validation loss %.4f",
-            epoch,
-            config.epochs,
-            train_loss,
-            val_loss,
-        )
-        if val_loss < best_loss - 1e-6:
-            best_loss = val_loss
-            best_state = {k: v.clone() for k, v in network.state_dict().items()}
-            stale_epochs = 0
-        else:
-            stale_epochs += 1
-            if (
-                config.early_stopping_patience
-                and stale_epochs >= config.early_stopping_patience
-            ):
-                logger.info(
-                    "Stopped early after %d epochs without improvement", stale_epochs
-                )
-                break
-
-    seconds = time.perf_counter() - started
-    network.load_state_dict(best_state)
-    network.eval()
-    rows_per_second = epochs_run * len(features) / max(seconds, 1e-9)
-    logger.info(
-        "Trained %d epochs in %.1f s (%.0f rows/s), best validation loss %.4f",
-        epochs_run,
-        seconds,
-        rows_per_second,
-        best_loss,
-    )
-    return TrainResult(
-        network=network,
-        epochs_run=epochs_run,
-        best_validation_loss=best_loss,
-        seconds=seconds,
-        rows_per_second=rows_per_second,
-    )
+MIN_ROWS_PER_WORKER = 2
+"""A worker needs two rows: BatchNorm cannot train on a batch of one."""
 
 
 def train_and_export(
@@ -163,7 +52,13 @@ def train_and_export(
     """Train on the splits and write a self-contained model directory.
 
     Returns:
-        Metrics to log: epochs, validation loss, seconds, rows per second.
+        Metrics to log: epochs, validation loss and metric, seconds, rows per second,
+        the epoch a restarted run resumed from and the largest parameter difference
+        between replicas.
+
+    Raises:
+        PlumbError: Bad input: empty or too small splits, GPUs asked for but absent,
+            a port in use, a loss that became NaN.
     """
     if config.framework == "tensorflow":
         from components.train.tf_train import train_and_export_tf
@@ -178,32 +73,43 @@ def train_and_export(
     preprocessor = Path(preprocessor_dir)
     schema = Schema.load(preprocessor / "schema.json")
     transform = Transform.load(preprocessor / "transform.json")
-    if len(validation) == 0:
-        raise PlumbError(
-            "the validation split is empty; set data.split.validation_fraction above 0"
-        )
-
-    result = train_network(
-        config,
+    check_splits(config, train_rows=len(train), validation_rows=len(validation))
+    device = resolve_device(config)
+    data = TrainingData(
         train_x=transform.apply(train),
         train_y=schema.labels(train),
         validation_x=transform.apply(validation),
         validation_y=schema.labels(validation),
-        task=schema.task,
     )
 
     out = Path(model_dir)
     out.mkdir(parents=True, exist_ok=True)
+    run_dir = out / "run"
+    best_state, metrics = _run_training(
+        config, data=data, task=schema.task, run_dir=run_dir, device=device
+    )
+    network = build_network(
+        input_width=transform.width,
+        model=config.model,
+        hidden_units=config.hidden_units,
+        dropout=config.dropout,
+        batch_norm=config.batch_norm,
+    )
+    network.load_state_dict(best_state)
+    network.eval()
+
     export_onnx(
-        result.network,
+        network,
         task=schema.task,
         input_width=transform.width,
         path=out / ONNX_MODEL_FILE,
     )
     torch.save(
-        {"state_dict": result.network.state_dict(), "training": config.model_dump()},
+        {"state_dict": network.state_dict(), "training": config.model_dump()},
         out / TORCH_CHECKPOINT_FILE,
     )
+    # The resumable checkpoints served their purpose; checkpoint.pt is what ships.
+    shutil.rmtree(run_dir, ignore_errors=True)
     copy_preprocessor(preprocessor, out)
     write_reference(train, out, seed=config.seed)
     write_json(
@@ -216,11 +122,94 @@ def train_and_export(
             "output": "probability" if schema.task == "binary" else "value",
             "format": "onnx",
             "compression": "none",
+            "workers": config.workers,
+            "device": device,
         },
     )
-    return {
-        "epochs": float(result.epochs_run),
-        "validation_loss": result.best_validation_loss,
-        "train_seconds": result.seconds,
-        "rows_per_second": result.rows_per_second,
-    }
+    return metrics
+
+
+def check_splits(
+    config: TrainingConfig, *, train_rows: int, validation_rows: int
+) -> None:
+    """Refuse splits the workers cannot train on.
+
+    Raises:
+        PlumbError: The validation split is empty, or the training split has fewer than
+            `MIN_ROWS_PER_WORKER` rows per worker.
+    """
+    if validation_rows == 0:
+        raise PlumbError(
+            "the validation split is empty; set data.split.validation_fraction above 0"
+        )
+    needed = MIN_ROWS_PER_WORKER * config.workers
+    if train_rows < needed:
+        raise PlumbError(
+            f"the training split has {train_rows} rows, too few for "
+            f"training.workers={config.workers} (each worker needs at least "
+            f"{MIN_ROWS_PER_WORKER}, so {needed} rows); lower training.workers or use "
+            "more data"
+        )
+
+
+def resolve_device(config: TrainingConfig) -> str:
+    """`cuda` or `cpu` for the workers, checking that asked-for GPUs exist here.
+
+    For cluster backends this machine is not checked: the job's workers get the GPUs.
+
+    Raises:
+        PlumbError: GPUs are asked for, none (or too few) are present, and
+            `gpu_fallback_to_cpu` is off.
+    """
+    if config.gpus_per_worker == 0:
+        return "cpu"
+    if config.backend != "local":
+        return "cuda"
+    available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if available >= config.workers:
+        return "cuda"
+    problem = (
+        f"training.gpus_per_worker={config.gpus_per_worker} with "
+        f"training.workers={config.workers} needs {config.workers} CUDA devices here "
+        f"(one per local worker), found {available}"
+    )
+    if config.gpu_fallback_to_cpu:
+        warnings.warn(f"{problem}; training on the CPU instead", stacklevel=2)
+        logger.warning("%s; training on the CPU instead", problem)
+        return "cpu"
+    raise PlumbError(
+        f"{problem}; set training.gpus_per_worker to 0, lower training.workers, or set "
+        "training.gpu_fallback_to_cpu to true to train on the CPU"
+    )
+
+
+def _run_training(
+    config: TrainingConfig,
+    *,
+    data: TrainingData,
+    task: str,
+    run_dir: Path,
+    device: str,
+) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """Run the loop where the config says; return the best weights and the metrics."""
+    if config.backend != "local":
+        from components.train.cluster import run_cluster_training
+
+        return run_cluster_training(config, data=data, task=task)
+    if config.workers == 1:
+        context = WorkerContext(device=torch.device(device))
+        result = fit(config, data, task=task, run_dir=run_dir, context=context)
+        return result.best_state, result.metrics()
+
+    from components.train.launch import launch_local
+
+    data_dir = run_dir / "data"
+    data.save(data_dir)
+    spec = WorkerSpec(
+        training=config.model_dump(),
+        task=task,
+        data_dir=str(data_dir),
+        run_dir=str(run_dir),
+        device=device,
+    )
+    return launch_local(spec, training=config)

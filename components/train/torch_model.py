@@ -14,15 +14,26 @@ ONNX_OPSET = 18
 
 
 def build_network(
-    *, input_width: int, model: str, hidden_units: list[int], dropout: float
+    *,
+    input_width: int,
+    model: str,
+    hidden_units: list[int],
+    dropout: float,
+    batch_norm: bool = False,
 ) -> nn.Module:
-    """Build a logistic/linear layer or an MLP with one output (a logit or a value)."""
+    """Build a logistic/linear layer or an MLP with one output (a logit or a value).
+
+    The MLP stacks Linear -> [BatchNorm1d] -> ReLU -> [Dropout] per hidden layer.
+    """
     if model == "logistic":
         return nn.Sequential(nn.Linear(input_width, 1))
     layers: list[nn.Module] = []
     width = input_width
     for units in hidden_units:
-        layers += [nn.Linear(width, units), nn.ReLU()]
+        layers.append(nn.Linear(width, units))
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(units))
+        layers.append(nn.ReLU())
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
         width = units

@@ -1,0 +1,157 @@
+"""Benchmark plumb's PyTorch training on `flights`: workers and loop overhead.
+
+Run: `python -m bench.training [--quick]`. Prints, measured side by side in one run:
+- rows/s of plumb's loop with 1 and with 2 torchrun workers (gloo on the CPU; timed
+  inside rank 0, so process start-up is excluded but printed separately), and their
+  ratio (goal: 2 workers >= 1.6x one worker on 2 cores);
+- rows/s of plumb's loop in one process against a plain single-process torch loop
+  (same network, data, batch size, epochs and one intra-op thread each), and plumb's
+  overhead (goal: <= 10%). Plumb's figure includes what its loop does beyond the plain
+  one: the per-epoch validation pass, the checkpoint and the sampler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from components.common.config import PlumbConfig, TrainingConfig
+from components.common.logs import setup_logging
+from components.preprocess.lib import prepare
+from components.train.launch import launch_local
+from components.train.loop import TrainingData, WorkerContext, fit
+from components.train.torch_model import build_network
+from components.train.worker import WorkerSpec
+
+logger = logging.getLogger("bench.training")
+
+
+def load_flights(max_rows: int | None) -> TrainingData:
+    """Transformed train/validation arrays of the flights dataset."""
+    config = PlumbConfig.model_validate(
+        {"data": {"dataset": "flights", "max_rows": max_rows}}
+    )
+    prepared = prepare(config)
+    schema, transform = prepared.schema, prepared.transform
+    train, validation = prepared.splits["train"], prepared.splits["validation"]
+    return TrainingData(
+        train_x=transform.apply(train),
+        train_y=schema.labels(train),
+        validation_x=transform.apply(validation),
+        validation_y=schema.labels(validation),
+    )
+
+
+def plain_loop_rows_per_second(training: TrainingConfig, data: TrainingData) -> float:
+    """The textbook loop: shuffle, batch, forward, BCE, backward, Adam; nothing else."""
+    torch.manual_seed(training.seed)
+    network = build_network(
+        input_width=data.train_x.shape[1],
+        model=training.model,
+        hidden_units=training.hidden_units,
+        dropout=training.dropout,
+    )
+    optimizer = torch.optim.Adam(network.parameters(), lr=training.learning_rate)
+    loss_fn = nn.BCEWithLogitsLoss()
+    features = torch.from_numpy(data.train_x)
+    labels = torch.from_numpy(data.train_y)
+    started = time.perf_counter()
+    for _ in range(training.epochs):
+        network.train()
+        order = torch.randperm(len(features))
+        for batch in torch.split(order, training.batch_size_for(len(features))):
+            optimizer.zero_grad()
+            loss = loss_fn(network(features[batch]).squeeze(-1), labels[batch])
+            loss.backward()
+            optimizer.step()
+    seconds = time.perf_counter() - started
+    return training.epochs * len(features) / seconds
+
+
+def plumb_in_process_rows_per_second(
+    training: TrainingConfig, data: TrainingData, run_dir: Path
+) -> float:
+    """plumb's loop in this process (one worker), timed around the call."""
+    started = time.perf_counter()
+    result = fit(
+        training, data, task="binary", run_dir=run_dir, context=WorkerContext()
+    )
+    seconds = time.perf_counter() - started
+    return result.epochs_run * len(data.train_x) / seconds
+
+
+def plumb_torchrun(
+    training: TrainingConfig, data: TrainingData, run_dir: Path
+) -> tuple[float, float]:
+    """plumb's loop under torchrun: (rows/s inside rank 0, wall seconds with start-up)."""
+    data_dir = run_dir / "data"
+    data.save(data_dir)
+    spec = WorkerSpec(
+        training=training.model_dump(),
+        task="binary",
+        data_dir=str(data_dir),
+        run_dir=str(run_dir),
+    )
+    started = time.perf_counter()
+    _, metrics = launch_local(spec, training=training)
+    return metrics["rows_per_second"], time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="80,000 rows (default: every row)"
+    )
+    args = parser.parse_args()
+    # The torchrun workers read the level from the environment.
+    os.environ.setdefault("PLUMB_LOG_LEVEL", "WARNING")
+    setup_logging()
+    max_rows, epochs = (80_000, 3) if args.quick else (None, 3)
+    data = load_flights(max_rows)
+    training = TrainingConfig(
+        epochs=epochs, early_stopping_patience=0, workers=1, seed=7
+    )
+    # Both single-process loops get one intra-op thread, like each torchrun worker.
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        # Warm-up (first Adam imports torch._dynamo, first passes allocate): one epoch
+        # of each in-process loop before anything is timed.
+        warm_up = training.model_copy(update={"epochs": 1})
+        plain_loop_rows_per_second(warm_up, data)
+        plumb_in_process_rows_per_second(warm_up, data, root / "warm-up")
+        plain = plain_loop_rows_per_second(training, data)
+        plumb = plumb_in_process_rows_per_second(training, data, root / "inproc")
+        one, one_wall = plumb_torchrun(training, data, root / "w1")
+        two, two_wall = plumb_torchrun(
+            training.model_copy(update={"workers": 2}), data, root / "w2"
+        )
+
+    rows = len(data.train_x)
+    print(
+        f"flights: {rows:,} training rows x {epochs} epochs, "
+        f"batch {training.batch_size_for(rows)}"
+    )
+    print(f"plain torch loop, 1 process      {plain:>12,.0f} rows/s")
+    print(f"plumb loop, in-process           {plumb:>12,.0f} rows/s")
+    print(
+        f"plumb, torchrun 1 worker         {one:>12,.0f} rows/s  ({one_wall:.1f} s wall)"
+    )
+    print(
+        f"plumb, torchrun 2 workers        {two:>12,.0f} rows/s  ({two_wall:.1f} s wall)"
+    )
+    overhead = plain / plumb - 1 if plumb > 0 else math.inf
+    print(f"2 workers / 1 worker             {two / one:>12.2f}x  (goal >= 1.6x)")
+    print(f"plumb overhead vs plain loop     {overhead:>12.1%}  (goal <= 10%)")
+
+
+if __name__ == "__main__":
+    main()
