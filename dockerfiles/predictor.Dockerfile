@@ -3,8 +3,8 @@
 #
 #   docker build -f dockerfiles/predictor.Dockerfile -t ghcr.io/plumb-mlops/plumb-predictor:0.1.0 .
 #
-# Serves ONNX models with onnxruntime. TFLite models need the TensorFlow interpreter:
-# build with --build-arg WITH_TFLITE=true (a much larger image). For GPU nodes build a
+# Serves ONNX models with onnxruntime. TFLite models need the LiteRT interpreter:
+# build with --build-arg WITH_TFLITE=true (adds LiteRT). For GPU nodes build a
 # `-gpu` tag with --build-arg WITH_GPU=true (onnxruntime-gpu; used by components/gpu-serving).
 ARG BASE_IMAGE=ghcr.io/plumb-mlops/plumb-base:0.1.0
 
