@@ -23,6 +23,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from components.common.artifacts import (
     METADATA_FILE,
@@ -523,12 +526,8 @@ def _label_value(value: Any, schema: Schema, *, request_id: str) -> float:
     )
 
 
-def build_app(monitor: Monitor) -> Any:
+def build_app(monitor: Monitor) -> FastAPI:
     """Wrap a monitor in its HTTP API (FastAPI)."""
-    from fastapi import FastAPI, Request
-    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
-    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         monitor.start()
