@@ -18,6 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -244,6 +245,10 @@ class Monitor:
     # -- reports ----------------------------------------------------------------
 
     def _work(self) -> None:
+        # Import Evidently here, before the first window, and in this thread only:
+        # importing it from two threads at once trips its circular imports.
+        import evidently.presets  # noqa: F401
+
         while True:
             window = self._queue.get()
             try:
@@ -294,16 +299,12 @@ class Monitor:
             "json_url": f"{base}.json",
             "html_url": f"{base}.html" if self.config.html_reports else None,
         }
-        report = {
-            **summary,
-            "drift": result.to_dict(),
-            "evidently": result.snapshot.dict()
-            if result.snapshot is not None
-            else None,
-        }
-        self.reports.write(summary, report)
+        summary["retrain"] = self._fire_trigger(summary, key=key)
+        snapshot = result.snapshot.dict() if result.snapshot is not None else None
+        report = {**summary, "drift": result.to_dict(), "evidently": snapshot}
+        # The history entry is the window's "done" mark, so it is written last.
         self._publish(summary, result)
-        self._fire_trigger(summary, key=key)
+        self.reports.write(summary, report)
         if self.config.evidently_workspace and result.snapshot is not None:
             self._push_to_workspace(result.snapshot)
         self.windows.finish(window)
@@ -354,7 +355,9 @@ class Monitor:
         if summary.get("labelled_rows"):
             self.metrics.labelled_rows.labels(*labels).set(summary["labelled_rows"])
 
-    def _fire_trigger(self, summary: dict[str, Any], *, key: WindowKey) -> None:
+    def _fire_trigger(
+        self, summary: dict[str, Any], *, key: WindowKey
+    ) -> dict[str, str] | None:
         outcome = self.trigger.observe(
             key.slug,
             drifted=summary["drifted"],
@@ -372,10 +375,12 @@ class Monitor:
         self.metrics.consecutive_drifted.labels(*_labels(key)).set(
             state.consecutive_drifted
         )
-        if outcome is not None:
-            self.metrics.retrain_triggers.labels(
-                *_labels(key), outcome.action, outcome.outcome
-            ).inc()
+        if outcome is None:
+            return None
+        self.metrics.retrain_triggers.labels(
+            *_labels(key), outcome.action, outcome.outcome
+        ).inc()
+        return asdict(outcome)
 
     def _push_to_workspace(self, snapshot: Any) -> None:
         from evidently.ui.workspace import RemoteWorkspace, Workspace
@@ -528,6 +533,7 @@ def _label_value(value: Any, schema: Schema, *, request_id: str) -> float:
 
 def build_app(monitor: Monitor) -> FastAPI:
     """Wrap a monitor in its HTTP API (FastAPI)."""
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         monitor.start()

@@ -185,3 +185,51 @@ def metric_value(text: str, name: str, **labels: str) -> float | None:
             ):
                 return float(sample.value)
     return None
+
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--enable-logging=stderr",
+    "--v=0",
+    "--virtual-time-budget=3000",
+    "--dump-dom",
+]
+
+
+def chromium_binary() -> str | None:
+    import shutil
+
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def open_in_chromium(url: str, *, profile_dir: Path) -> tuple[str, list[str]]:
+    """Load a page in headless Chromium; return its DOM and console errors.
+
+    Chromium with `--enable-logging=stderr` writes every console message and
+    uncaught exception of the page as a `CONSOLE(...)` line (and failed loads as
+    "Failed to load resource"); those are the errors returned.
+    """
+    binary = chromium_binary()
+    assert binary is not None
+    completed = subprocess.run(
+        [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile_dir}", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    errors = [
+        line
+        for line in completed.stderr.splitlines()
+        if ":CONSOLE(" in line
+        or "Uncaught" in line
+        or "Failed to load resource" in line
+    ]
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    return completed.stdout, errors

@@ -18,8 +18,10 @@ import yaml
 from monitor_helpers import (
     FlightsModel,
     MonitorProcess,
+    chromium_binary,
     kserve_headers,
     metric_value,
+    open_in_chromium,
     send_rows,
     wait_for,
 )
@@ -119,6 +121,40 @@ def test_training_months_do_not_drift_and_distant_months_do(
         assert metric_value(metrics, "plumb_window_latency_seconds_count") == 2.0
 
 
+requires_chromium = pytest.mark.skipif(
+    chromium_binary() is None,
+    reason="Debian's chromium is not installed (apt-get install -y chromium); "
+    "see docs/monitoring.md",
+)
+
+
+@requires_chromium
+def test_chromium_detects_console_errors(tmp_path: Path) -> None:
+    """The console check itself catches an error a page logs (so it can fail)."""
+    page = tmp_path / "broken.html"
+    page.write_text(
+        "<!DOCTYPE html><html><head><link rel='icon' href='data:,'></head><body>"
+        "<script>console.error('deliberate failure')</script></body></html>"
+    )
+    _, errors = open_in_chromium(page.as_uri(), profile_dir=tmp_path / "profile")
+    assert any("deliberate failure" in line for line in errors), errors
+
+
+@requires_chromium
+def test_page_renders_in_chromium_without_console_errors(
+    monitor: tuple[MonitorProcess, Path], tmp_path: Path
+) -> None:
+    """`/` shows the drift-share plot and links to each window's reports."""
+    process, state_dir = monitor
+    history = json.loads((state_dir / "history.json").read_text())
+    dom, errors = open_in_chromium(f"{process.url}/", profile_dir=tmp_path / "profile")
+    assert errors == []
+    assert "<svg" in dom and "<polyline" in dom
+    assert "flights/default" in dom
+    for window in history[-2:]:
+        assert window["json_url"] in dom and window["html_url"] in dom
+
+
 def test_bad_events_are_rejected_and_counted(
     monitor: tuple[MonitorProcess, Path], flights_model: FlightsModel
 ) -> None:
@@ -182,7 +218,7 @@ def test_feedback_labels_give_model_quality(
     predictions = _predictions(model_dir, rows)
     with process.client() as client:
         before = len(_history(client, state_dir))
-        ids = send_rows(client, rows, predictions, features=features, rows_per_event=1)
+        ids = send_rows(client, rows, predictions, features=features, rows_per_event=5)
         summary = wait_for(
             lambda: (
                 len(_history(client, state_dir)) > before
@@ -192,9 +228,10 @@ def test_feedback_labels_give_model_quality(
         )
         assert summary["quality"] == {}
         auth = {"Authorization": f"Bearer {TOKEN}"}
+        truth = rows["arr_delayed"].astype(str).tolist()
         labels = {
-            event_id: str(label)
-            for event_id, label in zip(ids, rows["arr_delayed"], strict=True)
+            event_id: truth[5 * index : 5 * index + 5]
+            for index, event_id in enumerate(ids)
         }
         wrong = {"Authorization": "Bearer nope"}
         assert client.post("/feedback", json={"labels": labels}).status_code == 401
@@ -202,7 +239,9 @@ def test_feedback_labels_give_model_quality(
             client.post("/feedback", json={"labels": labels}, headers=wrong).status_code
             == 401
         )
-        bad = client.post("/feedback", json={"labels": {ids[0]: "maybe"}}, headers=auth)
+        bad = client.post(
+            "/feedback", json={"labels": {ids[0]: ["maybe"] * 5}}, headers=auth
+        )
         assert bad.status_code == 400 and "maybe" in bad.json()["error"]
         reply = client.post("/feedback", json={"labels": labels}, headers=auth)
         assert reply.status_code == 200, reply.text
