@@ -212,7 +212,7 @@ def open_in_chromium(url: str, *, profile_dir: Path) -> tuple[str, list[str]]:
     """Load a page in headless Chromium; return its DOM and console errors.
 
     Chromium with `--enable-logging=stderr` writes every console message and
-    uncaught exception of the page as a `CONSOLE(...)` line (and failed loads as
+    uncaught exception of the page as an `INFO:CONSOLE` line (and failed loads as
     "Failed to load resource"); those are the errors returned.
     """
     binary = chromium_binary()
@@ -227,9 +227,7 @@ def open_in_chromium(url: str, *, profile_dir: Path) -> tuple[str, list[str]]:
     errors = [
         line
         for line in completed.stderr.splitlines()
-        if ":CONSOLE(" in line
-        or "Uncaught" in line
-        or "Failed to load resource" in line
+        if ":CONSOLE" in line or "Uncaught" in line or "Failed to load resource" in line
     ]
     assert completed.returncode == 0, completed.stderr[-2000:]
     return completed.stdout, errors
