@@ -84,8 +84,32 @@ class DriftResult:
         return _finite(data)
 
 
+@dataclass
+class PreparedReference:
+    """Reference rows cleaned once for many comparisons (the monitor's windows)."""
+
+    data: pd.DataFrame
+    kinds: dict[str, str]
+    distinct: dict[str, int]
+    """Distinct non-missing values per column, capped at 6 (all the default needs)."""
+
+
+def prepare_reference(
+    reference: pd.DataFrame, *, schema: Schema, config: MonitoringConfig, seed: int = 0
+) -> PreparedReference:
+    """Sample and clean the reference rows once, for repeated `compute_drift` calls."""
+    if len(reference) > config.max_reference_rows:
+        reference = reference.sample(n=config.max_reference_rows, random_state=seed)
+    kinds: dict[str, str] = {column.name: column.kind for column in schema.columns}
+    if PREDICTION_COLUMN in reference:
+        kinds[PREDICTION_COLUMN] = "numeric"
+    data = _prepare(reference, kinds)
+    distinct = {name: _distinct(data[name].dropna(), cap=6) for name in kinds}
+    return PreparedReference(data=data, kinds=kinds, distinct=distinct)
+
+
 def compute_drift(
-    reference: pd.DataFrame,
+    reference: pd.DataFrame | PreparedReference,
     current: pd.DataFrame,
     *,
     schema: Schema,
@@ -119,14 +143,15 @@ def compute_drift(
         ConfigError: The config names a stattest Evidently does not know.
     """
     started = time.perf_counter()
-    if len(reference) > config.max_reference_rows:
-        reference = reference.sample(n=config.max_reference_rows, random_state=seed)
+    if not isinstance(reference, PreparedReference):
+        reference = prepare_reference(
+            reference, schema=schema, config=config, seed=seed
+        )
     columns = schema.feature_names
-    kinds: dict[str, str] = {column.name: column.kind for column in schema.columns}
-    with_prediction = PREDICTION_COLUMN in current and PREDICTION_COLUMN in reference
-    if with_prediction:
-        kinds[PREDICTION_COLUMN] = "numeric"
-    reference_data = _prepare(reference, kinds)
+    kinds = dict(reference.kinds)
+    if PREDICTION_COLUMN not in current:
+        kinds.pop(PREDICTION_COLUMN, None)
+    reference_data = reference.data
     current_data = _prepare(current, kinds)
 
     # Compare: one Evidently stattest per column.
@@ -137,6 +162,7 @@ def compute_drift(
             name=name,
             kind=kind,
             config=config,
+            reference_distinct=reference.distinct[name],
         )
         for name, kind in kinds.items()
     }
@@ -146,7 +172,9 @@ def compute_drift(
 
     snapshot = None
     if html_path is not None or run_report:
-        snapshot = _run_report(reference_data, current_data, kinds=kinds, config=config)
+        snapshot = _run_report(
+            reference_data[list(kinds)], current_data, kinds=kinds, config=config
+        )
         if html_path is not None:
             snapshot.save_html(str(html_path))
 
@@ -202,6 +230,7 @@ def _compare_column(
     name: str,
     kind: str,
     config: MonitoringConfig,
+    reference_distinct: int,
 ) -> ColumnDrift:
     from evidently.legacy.calculations.stattests.registry import get_stattest
     from evidently.legacy.core import ColumnType
@@ -241,7 +270,16 @@ def _compare_column(
         config.numerical_stattest if kind == "numeric" else config.categorical_stattest
     )
     try:
-        stattest = get_stattest(reference_present, present, column_type, method)
+        stattest = (
+            get_stattest(reference_present, present, column_type, method)
+            if method is not None
+            else _default_stattest(
+                reference_present,
+                present,
+                kind=kind,
+                reference_distinct=reference_distinct,
+            )
+        )
     except ValueError as err:
         raise ConfigError(
             f"unknown {kind} stattest {method!r} in monitoring config: {err}; use an "
@@ -251,9 +289,7 @@ def _compare_column(
     outcome = stattest(
         reference_present, present, column_type, config.stattest_threshold
     )
-    note = ""
-    if present.nunique() == 1:
-        note = "constant in the current rows"
+    note = "constant in the current rows" if _distinct(present, cap=2) == 1 else ""
     return verdict(
         stattest.display_name,
         float(outcome.actual_threshold),
@@ -261,6 +297,43 @@ def _compare_column(
         bool(outcome.drifted),
         note,
     )
+
+
+def _default_stattest(
+    reference: pd.Series, current: pd.Series, *, kind: str, reference_distinct: int
+) -> Any:
+    """The stattest Evidently's DataDriftPreset picks when none is configured.
+
+    The same rule as Evidently's `_get_default_stattest`, without its two `nunique`
+    passes over reference and current rows per column: the distinct count matters
+    only up to 5, so the cached reference count settles it whenever the reference
+    alone has more than 5 values.
+    """
+    from evidently.legacy.calculations import stattests
+
+    def distinct_values() -> int:
+        if reference_distinct > 5:
+            return reference_distinct
+        return _distinct(pd.concat([reference, current]), cap=6)
+
+    if len(reference) <= EVIDENTLY_SMALL_REFERENCE_ROWS:
+        if kind == "numeric" and distinct_values() > 5:
+            return stattests.ks_stat_test
+        return (
+            stattests.chi_stat_test if distinct_values() > 2 else stattests.z_stat_test
+        )
+    if kind == "numeric" and distinct_values() > 5:
+        return stattests.wasserstein_stat_test
+    return stattests.jensenshannon_stat_test
+
+
+def _distinct(values: pd.Series, *, cap: int) -> int:
+    # Distinct values, counted only up to `cap`: a sample settles most columns.
+    head = values.iloc[:2000]
+    count = int(head.nunique())
+    if count >= cap:
+        return cap
+    return min(int(values.nunique()), cap)
 
 
 def _run_report(

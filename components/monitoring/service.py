@@ -38,7 +38,12 @@ from components.common.artifacts import (
 )
 from components.common.config import MonitoringConfig
 from components.common.errors import PlumbError
-from components.monitoring.drift import PREDICTION_COLUMN, DriftResult, compute_drift
+from components.monitoring.drift import (
+    PREDICTION_COLUMN,
+    DriftResult,
+    compute_drift,
+    prepare_reference,
+)
 from components.monitoring.events import (
     EventError,
     decode_predictions,
@@ -82,7 +87,8 @@ class Monitor:
         model_path, self.state_dir = Path(model_dir), Path(state_dir)
         self.config = config
         self.feedback_token = feedback_token
-        self.schema, self.reference = _load_reference(model_path, config=config)
+        self.schema, reference = _load_reference(model_path, config=config)
+        self.reference = prepare_reference(reference, schema=self.schema, config=config)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.metrics = MonitorMetrics()
         self.windows = WindowStore(self.state_dir)
@@ -122,7 +128,7 @@ class Monitor:
             thread.start()
         logger.info(
             "Monitor started: %d reference rows, windows of %d rows or %.0f s, state in %s",
-            len(self.reference),
+            len(self.reference.data),
             self.config.window_rows,
             self.config.window_seconds,
             self.state_dir,
@@ -136,6 +142,8 @@ class Monitor:
         self._queue.put(None)
         for thread in self._threads:
             thread.join(timeout=300)
+        for window in self.windows.open.values():
+            window.close_journal()
         logger.info("Monitor stopped")
 
     def drain(self, timeout_seconds: float = 300.0) -> None:

@@ -18,7 +18,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import pandas as pd
 
@@ -53,6 +53,19 @@ class Window:
     rows: list[dict[str, Any]] = field(default_factory=list)
     window_id: str = ""
     closed_at: float | None = None
+    _handle: TextIO | None = field(default=None, repr=False, compare=False)
+
+    def append(self, line: str) -> None:
+        """Write one journal line; flushed, so a killed process keeps it."""
+        if self._handle is None:
+            self._handle = self.journal.open("a", encoding="utf-8")
+        self._handle.write(line + "\n")
+        self._handle.flush()
+
+    def close_journal(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
 
     def frame(self, columns: list[str]) -> pd.DataFrame:
         """The rows as a table: features, `prediction` and `request_id`."""
@@ -99,8 +112,7 @@ class WindowStore:
             "rows": rows,
             "p": predictions,
         }
-        with window.journal.open("a", encoding="utf-8") as journal:
-            journal.write(json.dumps(entry, separators=(",", ":")) + "\n")
+        window.append(json.dumps(entry, separators=(",", ":")))
         window.rows.extend(_rows_of(entry))
         return window
 
@@ -121,6 +133,7 @@ class WindowStore:
     def close(self, key: WindowKey, *, now: float | None = None) -> Window:
         """Take the key's window out of the open set and park its journal in closing/."""
         window = self.open.pop(key)
+        window.close_journal()
         window.closed_at = time.time() if now is None else now
         stamp = datetime.fromtimestamp(window.closed_at, tz=UTC).strftime(
             "%Y%m%dT%H%M%SZ"
