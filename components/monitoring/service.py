@@ -314,7 +314,12 @@ class Monitor:
         self._publish(summary, result)
         self.reports.write(summary, report)
         if self.config.evidently_workspace and result.snapshot is not None:
-            self._push_to_workspace(result.snapshot)
+            push_snapshot(
+                result.snapshot,
+                workspace=self.config.evidently_workspace,
+                project_id=self.config.evidently_project_id,
+                state_dir=self.state_dir,
+            )
         self.windows.finish(window)
         with self._lock:
             self._recent[window.window_id] = (
@@ -390,25 +395,6 @@ class Monitor:
         ).inc()
         return asdict(outcome)
 
-    def _push_to_workspace(self, snapshot: Any) -> None:
-        from evidently.ui.workspace import RemoteWorkspace, Workspace
-
-        target = str(self.config.evidently_workspace)
-        workspace: Any = (
-            RemoteWorkspace(target)
-            if target.startswith(("http://", "https://"))
-            else Workspace(target)
-        )
-        project_file = self.state_dir / "evidently_project.json"
-        project_id = self.config.evidently_project_id
-        if project_id is None and project_file.exists():
-            project_id = read_json(project_file)["id"]
-        if project_id is None:
-            project_id = str(workspace.create_project("plumb-monitor").id)
-            write_json(project_file, {"id": project_id})
-        workspace.add_run(project_id, snapshot)
-        logger.info("Added the window snapshot to Evidently project %s", project_id)
-
     # -- labels -----------------------------------------------------------------
 
     def feedback(self, body: Any) -> dict[str, Any]:
@@ -478,6 +464,32 @@ class Monitor:
             drift_share_threshold=self.config.drift_share,
             window_rows=self.config.window_rows,
         )
+
+
+def push_snapshot(
+    snapshot: Any, *, workspace: str, project_id: str | None, state_dir: Path
+) -> str:
+    """Add an Evidently snapshot to a workspace (folder or UI URL); return the project.
+
+    Without `project_id` a project `plumb-monitor` is created once and its id kept in
+    `<state_dir>/evidently_project.json`.
+    """
+    from evidently.ui.workspace import RemoteWorkspace, Workspace
+
+    target: Any = (
+        RemoteWorkspace(workspace)
+        if workspace.startswith(("http://", "https://"))
+        else Workspace(workspace)
+    )
+    project_file = state_dir / "evidently_project.json"
+    if project_id is None and project_file.exists():
+        project_id = str(read_json(project_file)["id"])
+    if project_id is None:
+        project_id = str(target.create_project("plumb-monitor").id)
+        write_json(project_file, {"id": project_id})
+    target.add_run(project_id, snapshot)
+    logger.info("Added the window snapshot to Evidently project %s", project_id)
+    return project_id
 
 
 def _labels(key: WindowKey) -> tuple[str, str]:
