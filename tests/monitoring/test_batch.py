@@ -28,7 +28,7 @@ def _plumb(*args: str) -> subprocess.CompletedProcess[str]:
 def test_plumb_drift_writes_report_for_two_files(
     flights_model: FlightsModel, tmp_path: Path
 ) -> None:
-    """Distant months against the model's reference: month drifts; JSON and HTML exist."""
+    """Distant months against the model's reference: month drifts, predictions compared."""
     current = tmp_path / "current.parquet"
     write_table(flights_model.distant_months, current)
     output = tmp_path / "report"
@@ -40,13 +40,16 @@ def test_plumb_drift_writes_report_for_two_files(
         str(flights_model.model_dir),
         "--output",
         str(output),
+        "--set",
+        "monitoring.html_reports=false",
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     report = json.loads((output / "report.json").read_text())
     assert "month" in report["drifted_column_names"]
     assert report["drift"]["prediction_drift"] is not None
     assert report["rows"] == len(flights_model.distant_months)
-    assert (output / "report.html").stat().st_size > 10_000
+    # HTML is covered by the monitor's tests; off here to keep this test quick.
+    assert not (output / "report.html").exists()
     assert "month" in completed.stdout
 
 
