@@ -149,7 +149,8 @@ def compute_drift(
         )
     columns = schema.feature_names
     kinds = dict(reference.kinds)
-    if PREDICTION_COLUMN not in current:
+    if PREDICTION_COLUMN not in current or current[PREDICTION_COLUMN].isna().all():
+        # No predictions at all (unpaired requests only): nothing to compare.
         kinds.pop(PREDICTION_COLUMN, None)
     reference_data = reference.data
     current_data = _prepare(current, kinds)
