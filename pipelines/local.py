@@ -119,7 +119,7 @@ def run_pipeline(config: PlumbConfig, *, runs_dir: str | Path = "runs") -> RunSu
 
     from pipelines.training import training_pipeline
 
-    run_dir = new_run_dir(runs_dir)
+    run_dir = new_run_dir(runs_dir).resolve()
     pipeline_root = run_dir / "artifacts"
     write_json(run_dir / "config.json", config.model_dump())
     # plumb's image is not named "python", which makes kfp warn once per task; the
@@ -127,7 +127,7 @@ def run_pipeline(config: PlumbConfig, *, runs_dir: str | Path = "runs") -> RunSu
     warnings.filterwarnings("ignore", message="You may be attemping to run a task")
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
-        pipeline_root=str(pipeline_root.resolve()),
+        pipeline_root=str(pipeline_root),
         raise_on_error=True,
     )
     started = time.perf_counter()
@@ -139,8 +139,7 @@ def run_pipeline(config: PlumbConfig, *, runs_dir: str | Path = "runs") -> RunSu
             with contextlib.redirect_stdout(stream):
                 training_pipeline(config_json=config.to_json())
     except RuntimeError as err:
-        tail = log_path.read_text(encoding="utf-8").splitlines()[-FAILURE_TAIL_LINES:]
-        sys.stderr.write("\n".join(tail) + "\n")
+        sys.stderr.write(_failure_excerpt(log_path) + "\n")
         summary = RunSummary(
             run_dir=str(run_dir),
             status="failed",
@@ -159,6 +158,21 @@ def run_pipeline(config: PlumbConfig, *, runs_dir: str | Path = "runs") -> RunSu
     write_json(run_dir / "summary.json", summary.to_dict())
     _point_latest(Path(runs_dir), run_dir)
     return summary
+
+
+def _failure_excerpt(log_path: Path) -> str:
+    """The failing task's traceback if the log has one, else the log's last lines."""
+    lines = [
+        line
+        for line in log_path.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
+    starts = [
+        i for i, line in enumerate(lines) if "Traceback (most recent call last)" in line
+    ]
+    if starts:
+        return "\n".join(lines[starts[-1] : starts[-1] + FAILURE_TAIL_LINES])
+    return "\n".join(lines[-FAILURE_TAIL_LINES:])
 
 
 def _find(root: Path, name: str) -> Path | None:

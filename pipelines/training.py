@@ -60,6 +60,7 @@ def training_pipeline(config_json: str = DEFAULT_CONFIG_JSON) -> None:
         config_json=config_json,
         model=compressed.outputs["compressed_model"],
         test_data=prepared.outputs["test_data"],
+        validation_data=prepared.outputs["validation_data"],
     ).set_display_name("evaluate")
     deploy_if_gate_passed(
         config_json=config_json,

@@ -91,6 +91,7 @@ def run(
     ] = None,
 ) -> None:
     """Run the whole pipeline locally through kfp's local runner."""
+    from components.evaluate.metrics import check_gate_metrics
     from components.preprocess.lib import prepare
     from pipelines.local import run_pipeline
 
@@ -104,7 +105,10 @@ def run(
     # Check the data here, in-process, so a bad table fails fast with one clear line
     # instead of a task traceback from inside the runner.
     with console.status(f"Checking {settings.data.dataset} ..."):
-        prepare(settings)
+        prepared = prepare(settings)
+        check_gate_metrics(
+            settings.evaluation.gate.thresholds, task=prepared.schema.task
+        )
     summary = run_pipeline(settings, runs_dir=runs_dir)
     _print_summary(summary)
 

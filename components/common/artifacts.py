@@ -20,6 +20,8 @@ TRANSFORM_FILE = "transform.json"
 ONNX_MODEL_FILE = "model.onnx"
 METADATA_FILE = "metadata.json"
 TORCH_CHECKPOINT_FILE = "checkpoint.pt"
+SKLEARN_MODEL_FILE = "baseline.joblib"
+"""The scikit-learn baseline in a model directory whose metadata format is `sklearn`."""
 REFERENCE_FILE = "reference.parquet"
 """A sample of the training split (features and target): the drift reference."""
 REFERENCE_MAX_ROWS = 50_000

@@ -1,8 +1,10 @@
 """Run an exported model directory: raw rows in, predictions out.
 
 `load_model` reads `metadata.json` and picks the runtime for its `format`: onnxruntime
-for `onnx`. Evaluation, compression and the model server all predict through here, so a
-model is scored the same way wherever it runs.
+for `onnx`, joblib for `sklearn` (the tree baseline trained next to the network, stored
+as `baseline.joblib`; joblib unpickles, so load only model directories you trust).
+Evaluation, compression and the model server all predict through here, so a model is
+scored the same way wherever it runs.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from components.common.artifacts import (
     METADATA_FILE,
     ONNX_MODEL_FILE,
     SCHEMA_FILE,
+    SKLEARN_MODEL_FILE,
     TRANSFORM_FILE,
     read_json,
 )
@@ -56,7 +59,38 @@ class OnnxModel:
         return self.predict_matrix(self.transform.apply(frame))
 
 
-def load_model(model_dir: str | Path, *, threads: int | None = None) -> OnnxModel:
+class SklearnModel:
+    """A scikit-learn estimator over the transformed matrix, e.g. the tree baseline."""
+
+    def __init__(self, model_dir: str | Path) -> None:
+        import joblib
+
+        directory = Path(model_dir)
+        metadata = read_json(directory / METADATA_FILE)
+        self.metadata: dict = metadata
+        self.schema = Schema.load(directory / SCHEMA_FILE)
+        self.transform = Transform.load(directory / TRANSFORM_FILE)
+        self.estimator = joblib.load(
+            directory / metadata.get("model_file", SKLEARN_MODEL_FILE)
+        )
+        self.model_dir = directory
+
+    def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
+        """Predict from a transformed matrix: P(positive) for `binary`, else the value."""
+        if self.schema.task == "binary":
+            return np.asarray(
+                self.estimator.predict_proba(matrix)[:, 1], dtype=np.float64
+            )
+        return np.asarray(self.estimator.predict(matrix), dtype=np.float64).reshape(-1)
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        """Predict from raw rows: a probability (`binary`) or a value per row."""
+        return self.predict_matrix(self.transform.apply(frame))
+
+
+def load_model(
+    model_dir: str | Path, *, threads: int | None = None
+) -> OnnxModel | SklearnModel:
     """Load a model directory with the runtime its `metadata.json` names.
 
     Raises:
@@ -72,7 +106,9 @@ def load_model(model_dir: str | Path, *, threads: int | None = None) -> OnnxMode
     model_format = read_json(metadata_path).get("format", "onnx")
     if model_format == "onnx":
         return OnnxModel(directory, threads=threads)
+    if model_format == "sklearn":
+        return SklearnModel(directory)
     raise PlumbError(
         f"unknown model format {model_format!r} in {str(metadata_path)!r}; "
-        "plumb serves 'onnx'"
+        "plumb loads 'onnx' and 'sklearn'"
     )

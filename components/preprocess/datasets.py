@@ -11,11 +11,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from components.common.config import DataConfig
+from components.common.config import DataConfig, SplitConfig
 from components.common.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -30,7 +31,9 @@ class DatasetSpec:
     features: list[str]
     loader: Callable[[], pd.DataFrame] = field(repr=False)
     positive_class: str | None = None
-    time_column: str | None = None
+    split_defaults: dict[str, Any] = field(default_factory=dict)
+    slice_column: str | None = None
+    """Column the evaluation report breaks metrics down by (e.g. the airline)."""
 
 
 @dataclass
@@ -42,8 +45,12 @@ class Table:
     task: str
     features: list[str]
     positive_class: str | None
-    time_column: str | None
+    split: SplitConfig
     source: str
+
+    @property
+    def time_column(self) -> str | None:
+        return self.split.time_column
 
 
 FLIGHTS_TARGET = "arr_delayed"
@@ -110,7 +117,15 @@ BUILTIN_DATASETS: dict[str, DatasetSpec] = {
             "distance",
         ],
         positive_class="delayed",
-        time_column="month",
+        # Months split whole: January to July train, August validates, September tests,
+        # October to December play production for the drift monitor.
+        split_defaults={
+            "time_column": "month",
+            "validation_fraction": 0.083,
+            "test_fraction": 0.083,
+            "production_fraction": 0.25,
+        },
+        slice_column="carrier",
         loader=_load_flights,
     ),
     "credit": DatasetSpec(
@@ -132,6 +147,7 @@ BUILTIN_DATASETS: dict[str, DatasetSpec] = {
             "Price",
         ],
         positive_class="bad",
+        slice_column="Home",
         loader=_load_credit,
     ),
     "breast-cancer": DatasetSpec(
@@ -175,7 +191,8 @@ def load_table(config: DataConfig) -> Table:
     features = config.features or (spec.features if spec else None)
     if not features:
         features = [str(column) for column in frame.columns if column != target]
-    time_column = config.split.time_column or (spec.time_column if spec else None)
+    split = config.split.with_defaults(spec.split_defaults if spec else {})
+    time_column = split.time_column
 
     _check_columns(frame, [target, *features], source=source)
     if time_column is not None:
@@ -191,7 +208,7 @@ def load_table(config: DataConfig) -> Table:
         task=task,
         features=features,
         positive_class=positive_class,
-        time_column=time_column,
+        split=split,
         source=source,
     )
 

@@ -53,7 +53,7 @@ def prepare(config: PlumbConfig) -> PreparedData:
     stratify = frame[table.target].astype(str) if table.task == "binary" else None
     splits = split_frame(
         frame,
-        config.data.split,
+        table.split,
         stratify=stratify if table.time_column is None else None,
         time_column=table.time_column,
     )

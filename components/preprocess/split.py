@@ -28,10 +28,11 @@ def split_frame(
     Raises:
         DataError: A slice the config asks for would get no rows.
     """
-    fractions = {
-        "validation": config.validation_fraction,
-        "test": config.test_fraction,
-        "production": config.production_fraction,
+    config = config.with_defaults({})
+    fractions: dict[str, float] = {
+        "validation": config.validation_fraction or 0.0,
+        "test": config.test_fraction or 0.0,
+        "production": config.production_fraction or 0.0,
     }
     if time_column is not None:
         parts = _split_by_time(frame, fractions, time_column=time_column)

@@ -65,6 +65,7 @@ def train_network(
             f"training.framework {config.framework!r} is not available in single-process "
             "training; use 'pytorch'"
         )
+    torch.set_num_threads(config.threads_per_worker)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     network = build_network(
@@ -80,6 +81,7 @@ def train_network(
     val_features = torch.from_numpy(validation_x)
     val_labels = torch.from_numpy(validation_y)
 
+    batch_size = config.batch_size_for(len(features))
     best_loss = math.inf
     best_state = {k: v.clone() for k, v in network.state_dict().items()}
     stale_epochs = 0
@@ -89,8 +91,8 @@ def train_network(
         network.train()
         order = torch.randperm(len(features), generator=generator)
         total = 0.0
-        for start in range(0, len(order), config.batch_size):
-            batch = order[start : start + config.batch_size]
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
             optimizer.zero_grad()
             loss = loss_fn(network(features[batch]).squeeze(-1), labels[batch])
             loss.backward()

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
+
+# The suite runs with --import-mode=importlib, which puts no test folder on sys.path;
+# this one holds monitor_helpers, shared by the monitor's test modules.
+sys.path.insert(0, str(Path(__file__).parent))
 from monitor_helpers import FlightsModel
 
 from components.common.config import PlumbConfig
