@@ -405,6 +405,89 @@ def _print_change(change: Any) -> None:
     console.print(f"Committed {change.commit[:12]}, {pushed}.")
 
 
+@app.command("monitor")
+def monitor(
+    model_dir: Annotated[
+        Path, typer.Option(help="Model directory (schema.json, reference.parquet).")
+    ],
+    state_dir: Annotated[
+        Path, typer.Option(help="Where windows, labels and reports are kept.")
+    ],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    config: ConfigOption = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="Override a config field, e.g. monitoring.window_rows=500."
+        ),
+    ] = None,
+) -> None:
+    """Serve the drift monitor KServe's request logger posts to."""
+    from components.monitoring.service import serve
+
+    settings = _load(config, _parse_sets(set_ or []))
+    serve(
+        model_dir=model_dir,
+        state_dir=state_dir,
+        config=settings.monitoring,
+        host=host,
+        port=port,
+    )
+
+
+@app.command("drift")
+def drift(
+    reference: Annotated[
+        Path | None,
+        typer.Option(help="Reference table (default: the model's reference.parquet)."),
+    ] = None,
+    current: Annotated[Path | None, typer.Option(help="Current table.")] = None,
+    output: Annotated[Path, typer.Option(help="Folder for the report.")] = Path(
+        "drift-report"
+    ),
+    schema: Annotated[Path | None, typer.Option(help="schema.json to use.")] = None,
+    model_dir: Annotated[
+        Path | None, typer.Option(help="Model directory: schema and predictions.")
+    ] = None,
+    config: ConfigOption = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="Override a config field, e.g. monitoring.drift_share=0.3."
+        ),
+    ] = None,
+) -> None:
+    """Write the monitor's drift report for two CSV or Parquet files."""
+    from components.common.artifacts import REFERENCE_FILE
+    from components.monitoring.batch import drift_report
+
+    if current is None:
+        raise PlumbError("--current is required: the table to check for drift")
+    if reference is None:
+        if model_dir is None:
+            raise PlumbError(
+                "--reference is required without --model-dir (whose reference.parquet "
+                "it defaults to)"
+            )
+        reference = model_dir / REFERENCE_FILE
+    settings = _load(config, _parse_sets(set_ or []))
+    report = drift_report(
+        reference_path=reference,
+        current_path=current,
+        output_dir=output,
+        config=settings.monitoring,
+        schema_path=schema,
+        model_dir=model_dir,
+    )
+    verdict = "drifted" if report["drifted"] else "no drift"
+    columns = ", ".join(report["drifted_column_names"]) or "none"
+    console.print(
+        f"{verdict}: drift share {report['drift_share']:.2f}, drifted columns: "
+        f"{columns}; report in {output}"
+    )
+
+
 def main() -> None:
     """Entry point of the `plumb` console script."""
     debug = "--debug" in sys.argv[1:]

@@ -646,17 +646,122 @@ class DeploymentConfig(_Section):
 
 
 class MonitoringConfig(_Section):
-    """The data drift check of production traffic against the training data."""
+    """The data drift check of production traffic against the training data.
+
+    The pipeline's monitor step, `plumb drift` and the drift monitor service
+    (`plumb monitor`) all read this section.
+    """
 
     drift_share: float = Field(0.5, gt=0.0, le=1.0)
     """Share of drifted columns at or above which the dataset counts as drifted."""
 
     stattest_threshold: float | None = Field(None, gt=0.0, lt=1.0)
     """Per-column drift threshold passed to Evidently; None keeps Evidently's defaults
-    (p-value 0.05 below 1,000 reference rows, distance 0.1 above)."""
+    (p-value 0.05 at 1,000 reference rows or fewer, distance 0.1 above)."""
+
+    numerical_stattest: str | None = None
+    """Evidently stattest for numeric columns (e.g. `wasserstein`, `ks`, `psi`,
+    `jensenshannon`). None keeps Evidently's choice: at 1,000 reference rows or fewer
+    K-S (chi-square or z-test for 5 distinct values or fewer), above that the normed
+    Wasserstein distance (Jensen-Shannon for 5 distinct values or fewer)."""
+
+    categorical_stattest: str | None = None
+    """Evidently stattest for categorical columns (e.g. `jensenshannon`, `chisquare`,
+    `psi`). None keeps Evidently's choice: chi-square (z-test for two values) at 1,000
+    reference rows or fewer, Jensen-Shannon distance above."""
 
     max_reference_rows: int = Field(50_000, ge=100)
     """Sample the reference (training) rows down to this many before the comparison."""
+
+    window_rows: int = Field(1000, ge=10)
+    """The monitor closes a window and reports on it once it holds this many rows."""
+
+    window_seconds: float = Field(3600.0, gt=0.0)
+    """The monitor also closes a window this many seconds after its first row, if it
+    holds at least `min_window_rows` rows by then."""
+
+    min_window_rows: int = Field(100, ge=1)
+    """Fewest rows a window closed by time may hold; a quieter window stays open until
+    it has them, so no report is drawn from a handful of rows."""
+
+    pairing_timeout_seconds: float = Field(30.0, gt=0.0)
+    """How long a request event waits for its response (and a response for its request)
+    before it counts as unpaired. An unpaired request still adds its rows, without a
+    prediction; an unpaired response is dropped."""
+
+    max_pending_events: int = Field(10_000, ge=1)
+    """Most events waiting for their partner; past this the oldest count as unpaired."""
+
+    max_event_bytes: int = Field(10_000_000, ge=1024)
+    """Largest accepted event body; bigger bodies are rejected with HTTP 413."""
+
+    reports_kept: int = Field(20, ge=1)
+    """Newest window reports (HTML and JSON) kept on disk per InferenceService and
+    endpoint; older ones are deleted."""
+
+    html_reports: bool = True
+    """Render Evidently's HTML report for each window. False writes the JSON report only
+    and computes drift with the same Evidently stattests without the Report's plots,
+    several times faster on large windows."""
+
+    evidently_workspace: str | None = None
+    """Evidently UI workspace each window's snapshot is added to: a local folder or an
+    `http(s)://` URL of an Evidently UI service. None pushes nothing."""
+
+    evidently_project_id: str | None = None
+    """Project of `evidently_workspace` that receives the snapshots. None creates (once)
+    a project named `plumb-monitor`."""
+
+    max_feedback_labels: int = Field(100_000, ge=1)
+    """Most labels (sent to `/feedback`) held for requests not yet in a closed window;
+    past this the oldest are forgotten."""
+
+    retrain_after_windows: int = Field(3, ge=1)
+    """Consecutive drifted windows of one InferenceService endpoint that trigger
+    retraining."""
+
+    retrain_cooldown_seconds: float = Field(86_400.0, ge=0.0)
+    """Seconds after a trigger during which the same endpoint does not trigger again."""
+
+    retrain_action: Literal["none", "webhook", "kfp"] = "none"
+    """What a trigger does: `webhook` POSTs a JSON summary to `retrain_webhook_url`,
+    `kfp` submits the training pipeline through `kfp.Client`, `none` only logs and counts
+    it."""
+
+    retrain_dry_run: bool = False
+    """Log what the trigger would do instead of doing it."""
+
+    retrain_webhook_url: str | None = None
+    """URL the `webhook` action POSTs to."""
+
+    kfp_host: str | None = None
+    """Kubeflow Pipelines API endpoint for the `kfp` action, e.g.
+    `http://ml-pipeline.kubeflow.svc.cluster.local:8888`."""
+
+    kfp_pipeline_name: str = "plumb-training"
+    """Name of the uploaded pipeline the `kfp` action runs (its latest version)."""
+
+    kfp_experiment: str = "plumb-retraining"
+    """KFP experiment that holds the retraining runs."""
+
+    @model_validator(mode="after")
+    def _retrain_action_has_target(self) -> MonitoringConfig:
+        if self.retrain_action == "webhook" and not self.retrain_webhook_url:
+            raise ValueError(
+                "retrain_action is 'webhook' but retrain_webhook_url is not set; "
+                "set it to the URL to POST to"
+            )
+        if self.retrain_action == "kfp" and not self.kfp_host:
+            raise ValueError(
+                "retrain_action is 'kfp' but kfp_host is not set; set it to the "
+                "Kubeflow Pipelines endpoint"
+            )
+        if self.min_window_rows > self.window_rows:
+            raise ValueError(
+                f"min_window_rows ({self.min_window_rows}) exceeds window_rows "
+                f"({self.window_rows}); keep it at or below"
+            )
+        return self
 
 
 class PlumbConfig(_Section):
