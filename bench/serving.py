@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from components.common.net import free_port
+
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 MODEL_NAME = "bench"
@@ -222,14 +224,6 @@ def _prepare_models(workdir: Path, *, epochs: int) -> dict[str, Path]:
     return {"fp32": fp32, "int8": int8}
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _wait_ready(port: int, process: subprocess.Popen, timeout: float = 90) -> None:
     import httpx
 
@@ -256,7 +250,7 @@ def _run_scenario(
     warmup: float,
     workdir: Path,
 ) -> dict:
-    port = _free_port()
+    port = free_port()
     body_path = workdir / f"body-{scenario.rows}.json"
     body = [rows[index % len(rows)] for index in range(scenario.rows)]
     body_path.write_text(json.dumps({"instances": body}))

@@ -24,6 +24,7 @@ import torch
 from components.common.artifacts import read_json
 from components.common.config import TrainingConfig
 from components.common.errors import PlumbError
+from components.common.net import free_port
 from components.train.worker import ERROR_FILE, RESULT_FILE, WorkerSpec
 
 logger = logging.getLogger(__name__)
@@ -42,13 +43,6 @@ _EXEC_WITH_PARENT_DEATH_SIGNAL = (
 
 class TrainingFailedError(RuntimeError):
     """The worker group failed for a reason other than bad input."""
-
-
-def free_port(host: str = LOOPBACK) -> int:
-    """Ask the OS for a TCP port nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
 
 
 def rendezvous_port(requested: int | None) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,8 @@ from typing import Any
 
 import httpx
 import pandas as pd
+
+from components.common.net import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -89,12 +90,6 @@ def send_rows(
             )
             assert reply.status_code == 200, reply.text
     return ids
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class MonitorProcess:
