@@ -10,26 +10,11 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest
+from plumb_testing import quick_config
 
 from components.common.config import PlumbConfig
 from components.preprocess.lib import PreparedData, prepare, write_prepared
 from components.preprocess.split import SPLITS
-
-
-def quick_config(**sections: dict) -> PlumbConfig:
-    """A breast-cancer config that trains in about a second."""
-    raw: dict = {
-        "data": {"dataset": "breast-cancer"},
-        "training": {
-            "epochs": 30,
-            "batch_size": 64,
-            "hidden_units": [16],
-            "workers": 1,
-        },
-    }
-    for name, values in sections.items():
-        raw[name] = {**raw.get(name, {}), **values}
-    return PlumbConfig.model_validate(raw)
 
 
 @pytest.fixture(scope="session")

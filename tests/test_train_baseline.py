@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import quick_config
+from plumb_testing import quick_config
 
 from components.common.model_runtime import SklearnModel, load_model
 from components.preprocess.lib import PreparedData, prepare, write_prepared

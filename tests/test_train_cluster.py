@@ -15,10 +15,10 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from conftest import quick_config
 from kubeflow.training.api_client import ApiClient
 from kubeflow_trainer_api.models import TrainerV1alpha1TrainJob
 from kubernetes import client as k8s
+from plumb_testing import quick_config
 
 from components.common.config import PlumbConfig, TrainingConfig
 from components.common.errors import ConfigError, PlumbError

@@ -20,7 +20,7 @@ import numpy as np
 import psutil
 import pytest
 import torch
-from conftest import quick_config
+from plumb_testing import quick_config
 
 from components.common.config import PlumbConfig
 from components.common.errors import ConfigError, PlumbError
