@@ -120,7 +120,7 @@ def _print_summary(summary: Any) -> None:
     for name, value in summary.metrics.items():
         table.add_row(name, f"{value:.4f}")
     verdict = "[green]passed[/green]" if summary.gate_passed else "[red]FAILED[/red]"
-    table.add_row("gate", f"{verdict}: {'; '.join(summary.gate_reasons)}")
+    table.add_row("gate", f"{verdict} ({'; '.join(summary.gate_reasons)})")
     if summary.model_size_bytes is not None:
         size = f"{summary.model_size_bytes:,} bytes ({summary.selected_model})"
         if summary.float_model_size_bytes:
@@ -130,15 +130,18 @@ def _print_summary(summary: Any) -> None:
     if summary.drift_share is not None:
         drifted = "drifted" if summary.dataset_drifted else "no drift"
         table.add_row("drift", f"{drifted} (share {summary.drift_share:.2f})")
-    table.add_row("model", str(summary.model_path))
-    table.add_row(
-        "InferenceService",
-        str(summary.inference_service_path or "not written: the gate failed"),
-    )
-    table.add_row("evaluation report", str(summary.evaluation_report_path))
-    table.add_row("drift report", str(summary.drift_report_path))
-    table.add_row("run folder", summary.run_dir)
     console.print(table)
+    # Paths go below the table, whole: they are what `plumb serve` and a browser need.
+    paths = {
+        "model": summary.model_path,
+        "InferenceService": summary.inference_service_path
+        or "not written: the gate failed",
+        "evaluation report": summary.evaluation_report_path,
+        "drift report": summary.drift_report_path,
+        "run folder": summary.run_dir,
+    }
+    for name, path in paths.items():
+        console.print(f"{name + ':':<19} {path}", soft_wrap=True, highlight=False)
 
 
 @app.command("compile")
@@ -493,10 +496,15 @@ def main() -> None:
     debug = "--debug" in sys.argv[1:]
     try:
         code = app(standalone_mode=False)
-    except click.exceptions.ClickException as err:
-        err.show()
-        code = err.exit_code
-    except click.exceptions.Abort:
+    except (click.exceptions.ClickException, typer.TyperException) as err:
+        # typer 0.29 raises its bundled click's exceptions (subclasses of
+        # TyperException); both kinds know how to print themselves as one usage line.
+        show = getattr(err, "show", None)
+        if show is None:
+            raise
+        show()
+        code = getattr(err, "exit_code", 2)
+    except (click.exceptions.Abort, typer.Abort):
         error_console.print("aborted")
         code = 1
     except PlumbError as err:

@@ -38,6 +38,7 @@ BAD_DATA = {
     "no-target.csv": ("a,b\n1,2\n3,4\n", "column 'y' not found"),
     "all-missing-target.csv": ("a,y\n1,\n2,\n", "all missing"),
     "one-class.csv": ("a,y\n1,x\n2,x\n3,x\n", "single class 'x'"),
+    "duplicate-columns.csv": ("a,a,y\n1,2,x\n3,4,z\n", "repeats column names ['a']"),
     "text-in-number.csv": (
         "a,y\n" + "".join(f"{i},{i % 2}\n" for i in range(40)) + "oops,1\n",
         "column 'a' is numeric but holds text: 'oops'",
@@ -83,6 +84,25 @@ def test_bad_arguments_exit_2(args: list[str], message: str, tmp_path: Path) -> 
     result = _plumb("run", *args, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     _assert_one_error_line(result.stderr, message)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--max-rows", "abc"], "Invalid value for '--max-rows'"),
+        (["run", "--bogus-flag"], "No such option: --bogus-flag"),
+        (["nosuchcmd"], "No such command 'nosuchcmd'"),
+        (["serve"], "Missing argument"),
+    ],
+)
+def test_usage_errors_exit_2_without_traceback(
+    args: list[str], message: str, tmp_path: Path
+) -> None:
+    """Malformed command lines print click's usage hint, exit 2 and leak no traceback."""
+    result = _plumb(*args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_config_typo_in_file(tmp_path: Path) -> None:

@@ -805,10 +805,15 @@ def load_config(
         ConfigError: The file is missing or unreadable, or a value is invalid.
     """
     raw, source = _read_yaml(path)
-    for key, value in _env_overrides(os.environ if environ is None else environ):
+    env_pairs = _env_overrides(os.environ if environ is None else environ)
+    for key, value in env_pairs:
         _set_dotted(raw, key, value)
     for key, value in (overrides or {}).items():
         _set_dotted(raw, key, value)
+    if env_pairs or overrides:
+        changed = [f"PLUMB_{k.upper().replace('.', '__')}" for k, _ in env_pairs]
+        changed += [f"--set {k}" for k in overrides or {}]
+        source = f"{source} with overrides ({', '.join(changed)})"
     return _validate(raw, source=source)
 
 

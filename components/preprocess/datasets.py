@@ -7,6 +7,7 @@ target, task and features that apply to it; `preprocess` turns that into splits.
 
 from __future__ import annotations
 
+import csv
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -248,12 +249,26 @@ def read_file(path: str | Path) -> pd.DataFrame:
         raise DataError(f"cannot read data file {str(path)!r}: {err}") from err
     if frame.empty:
         raise DataError(f"data file {str(path)!r} has no rows; it needs at least one")
+    if suffix in {".csv", ".txt"}:
+        _check_csv_header(file)
     duplicated = frame.columns[frame.columns.duplicated()].tolist()
     if duplicated:
         raise DataError(
             f"data file {str(path)!r} repeats columns {duplicated}; rename them"
         )
     return frame
+
+
+def _check_csv_header(file: Path) -> None:
+    # pandas silently renames a repeated column ("a", "a.1"); the header tells the truth.
+    with file.open(encoding="utf-8", newline="") as handle:
+        header = next(csv.reader(handle), [])
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise DataError(
+            f"data file {str(file)!r} repeats column names {repeated}; give every "
+            "column a unique name"
+        )
 
 
 def _looks_like_path(name: str) -> bool:

@@ -77,7 +77,8 @@ def _split_at_random(
         except ValueError as err:
             raise DataError(
                 f"cannot split {len(rest)} rows into a {name} share of "
-                f"{fractions[name]}: {err}; use more rows or a smaller fraction"
+                f"{fractions[name]}: {err}; use more rows, or a larger fraction so "
+                "every class reaches each split"
             ) from err
         remaining -= fractions[name]
     parts["train"] = rest
