@@ -79,5 +79,5 @@ def test_regressor_baseline_for_regression(tmp_path: Path) -> None:
 def test_unknown_format_is_refused(tmp_path: Path) -> None:
     """A model directory of another format names the formats plumb loads."""
     (tmp_path / "metadata.json").write_text('{"format": "pickle"}')
-    with pytest.raises(ValueError, match="plumb loads 'onnx' and 'sklearn'"):
+    with pytest.raises(ValueError, match="plumb loads 'onnx', 'tflite' and 'sklearn'"):
         load_model(tmp_path)
