@@ -6,9 +6,11 @@ a failed pipeline task exits 1.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -104,13 +106,25 @@ def run(
 
     # Check the data here, in-process, so a bad table fails fast with one clear line
     # instead of a task traceback from inside the runner.
-    with console.status(f"Checking {settings.data.dataset} ..."):
+    with console.status(f"Checking {settings.data.dataset} ..."), _quiet_logs():
         prepared = prepare(settings)
         check_gate_metrics(
             settings.evaluation.gate.thresholds, task=prepared.schema.task
         )
     summary = run_pipeline(settings, runs_dir=runs_dir)
     _print_summary(summary)
+
+
+@contextlib.contextmanager
+def _quiet_logs() -> Iterator[None]:
+    """Hold plumb's INFO lines back: the preprocess task logs the same facts again."""
+    package_logger = logging.getLogger("components")
+    level = package_logger.level
+    package_logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        package_logger.setLevel(level)
 
 
 def _print_summary(summary: Any) -> None:
