@@ -349,22 +349,22 @@ def finish_canary(
     root = _repo_root(Path(repo))
     _require_clean(root)
     model = _require_canary(root, env)
-    overlay = overlay_dir(root, env)
-    patch_path = overlay / INFERENCE_SERVICE_PATCH
-    header, patch = _read_patch_with_header(patch_path)
     new_uri = model.canary_storage_uri or model.storage_uri
     new_version = model.canary_version or model.version
-    _clear_canary(patch)
-    _set_stable(patch, storage_uri=new_uri, version=new_version)
-    _write_patch(patch_path, header, patch)
-    _set_monitor_uri(overlay / MONITOR_ENV, new_uri)
     message = (
         f"Finish canary of plumb-model {new_version} in {env}\n\n"
         f"{env} now sends all traffic to {new_uri} (was {model.canary_percent}% "
         f"canary).\n"
     )
-    files = [str(p.relative_to(root)) for p in (patch_path, overlay / MONITOR_ENV)]
-    return _commit(root, files, message, push=push, remote=remote)
+    return _end_canary(
+        root,
+        env,
+        storage_uri=new_uri,
+        version=new_version,
+        message=message,
+        push=push,
+        remote=remote,
+    )
 
 
 def rollback_canary(
@@ -378,21 +378,44 @@ def rollback_canary(
     root = _repo_root(Path(repo))
     _require_clean(root)
     model = _require_canary(root, env)
-    overlay = overlay_dir(root, env)
-    patch_path = overlay / INFERENCE_SERVICE_PATCH
-    header, patch = _read_patch_with_header(patch_path)
+    _, patch = _read_patch_with_header(overlay_dir(root, env) / INFERENCE_SERVICE_PATCH)
     annotations = (patch.get("metadata") or {}).get("annotations") or {}
     stable_uri = annotations.get(PREVIOUS_URI_ANNOTATION, model.storage_uri)
     stable_version = annotations.get(PREVIOUS_VERSION_ANNOTATION, model.version)
-    _clear_canary(patch)
-    _set_stable(patch, storage_uri=stable_uri, version=stable_version)
-    _write_patch(patch_path, header, patch)
-    _set_monitor_uri(overlay / MONITOR_ENV, stable_uri)
     message = (
         f"Roll back canary of plumb-model in {env}\n\n"
         f"Dropped canary {model.canary_storage_uri} ({model.canary_percent}%); {env} "
         f"serves {stable_uri} ({stable_version}) again.\n"
     )
+    return _end_canary(
+        root,
+        env,
+        storage_uri=stable_uri,
+        version=stable_version,
+        message=message,
+        push=push,
+        remote=remote,
+    )
+
+
+def _end_canary(
+    root: Path,
+    env: str,
+    *,
+    storage_uri: str,
+    version: str,
+    message: str,
+    push: bool,
+    remote: str,
+) -> GitChange:
+    """Clear the canary, make `storage_uri` the stable model and commit the overlay."""
+    overlay = overlay_dir(root, env)
+    patch_path = overlay / INFERENCE_SERVICE_PATCH
+    header, patch = _read_patch_with_header(patch_path)
+    _clear_canary(patch)
+    _set_stable(patch, storage_uri=storage_uri, version=version)
+    _write_patch(patch_path, header, patch)
+    _set_monitor_uri(overlay / MONITOR_ENV, storage_uri)
     files = [str(p.relative_to(root)) for p in (patch_path, overlay / MONITOR_ENV)]
     return _commit(root, files, message, push=push, remote=remote)
 

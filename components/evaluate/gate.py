@@ -177,29 +177,21 @@ def _comparison_checks(
             # A configured check that cannot run must not read as passed.
             return [_missing(kind, passed=False, why="evaluation.gate.baseline limits")]
         return []
-    checks = [
+    return [
         _regression_check(
             name,
             value=metrics[name],
             reference=reference_metrics[name],
             limit=limit,
             kind=kind,
-            relative=False,
+            relative=relative,
         )
-        for name, limit in sorted(limits.max_regression.items())
-    ]
-    checks += [
-        _regression_check(
-            name,
-            value=metrics[name],
-            reference=reference_metrics[name],
-            limit=limit,
-            kind=kind,
-            relative=True,
+        for per_metric, relative in (
+            (limits.max_regression, False),
+            (limits.max_relative_regression, True),
         )
-        for name, limit in sorted(limits.max_relative_regression.items())
+        for name, limit in sorted(per_metric.items())
     ]
-    return checks
 
 
 def _missing(kind: str, *, passed: bool, why: str) -> Check:
