@@ -237,8 +237,11 @@ def serve(
 @app.command("config")
 def show_config(config: ConfigOption = None) -> None:
     """Validate the config and print it with every default filled in."""
+    from components.preprocess.datasets import resolve_builtin
+
     settings = _load(config, {})
-    console.print(yaml.safe_dump(settings.model_dump(), sort_keys=False), end="")
+    shown = settings.model_copy(update={"data": resolve_builtin(settings.data)})
+    console.print(yaml.safe_dump(shown.model_dump(), sort_keys=False), end="")
 
 
 @app.command()

@@ -161,6 +161,27 @@ BUILTIN_DATASETS: dict[str, DatasetSpec] = {
 }
 
 
+def resolve_builtin(config: DataConfig) -> DataConfig:
+    """The data section with a built-in dataset's choices written in, for display.
+
+    Fields the config leaves unset (target, task, positive class, features, split) take
+    the built-in dataset's values, as `load_table` does; a file path is returned as is,
+    since its choices depend on the file's columns.
+    """
+    spec = BUILTIN_DATASETS.get(config.dataset)
+    if spec is None:
+        return config
+    return config.model_copy(
+        update={
+            "target": config.target or spec.target,
+            "task": config.task or spec.task,
+            "positive_class": config.positive_class or spec.positive_class,
+            "features": config.features or spec.features or None,
+            "split": config.split.with_defaults(spec.split_defaults),
+        }
+    )
+
+
 def load_table(config: DataConfig) -> Table:
     """Load the configured dataset and resolve its target, task and features.
 
