@@ -10,9 +10,12 @@ in one place, `_error_response`.
 from __future__ import annotations
 
 import hmac
+import json
 import logging
+import math
 import os
 import queue
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -540,7 +543,9 @@ def _parse_labels(body: Any, schema: Schema) -> dict[str, list[float]]:
 def _label_value(value: Any, schema: Schema, *, request_id: str) -> float:
     if schema.task == "regression":
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
+            number = float(value) if abs(value) <= sys.float_info.max else math.inf
+            if math.isfinite(number):
+                return number
     elif value == schema.positive_class or value is True or value == 1:
         return 1.0
     elif value in schema.classes or value is False or value == 0:
@@ -549,6 +554,24 @@ def _label_value(value: Any, schema: Schema, *, request_id: str) -> float:
     raise PlumbError(
         f"label {value!r} for request {request_id!r} does not fit the model; send {allowed}"
     )
+
+
+def _json_body(body: bytes, *, max_bytes: int = 0) -> Any:
+    """Decode a JSON request body, refusing what would hurt the server."""
+    if max_bytes and len(body) > max_bytes:
+        raise EventError(
+            f"feedback body of {len(body)} bytes exceeds max_event_bytes ({max_bytes}); "
+            "send fewer labels per request",
+            reason="too_large",
+        )
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise PlumbError(f"feedback body is not JSON: {err}") from err
+    except RecursionError as err:
+        raise PlumbError(
+            'feedback body nests too deeply; send {"labels": {request_id: label}}'
+        ) from err
 
 
 def build_app(monitor: Monitor) -> FastAPI:
@@ -583,10 +606,18 @@ def build_app(monitor: Monitor) -> FastAPI:
             return JSONResponse(
                 {"error": "missing or wrong bearer token"}, status_code=401
             )
-        try:
-            body = await request.json()
-        except ValueError as err:
-            raise PlumbError(f"feedback body is not JSON: {err}") from err
+        content_type = request.headers.get("content-type", "")
+        if content_type.split(";")[0].strip().lower() != "application/json":
+            return JSONResponse(
+                {
+                    "error": f"feedback must be sent as application/json, got "
+                    f"content type {content_type!r}"
+                },
+                status_code=415,
+            )
+        body = _json_body(
+            await request.body(), max_bytes=monitor.config.max_event_bytes
+        )
         return JSONResponse(monitor.feedback(body))
 
     @app.get("/metrics")

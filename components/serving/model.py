@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import uuid
 from pathlib import Path
 from typing import Any
@@ -204,11 +205,15 @@ class PlumbModel(Model):
         if isinstance(payload, InferRequest):
             tensors = [_tensor_values(tensor) for tensor in payload.inputs]
             return parse_tensors(tensors, schema, max_rows=self.max_rows)
-        if not isinstance(payload, dict) or "instances" not in payload:
-            keys = sorted(payload) if isinstance(payload, dict) else []
+        if not isinstance(payload, dict):
+            raise SchemaError(
+                "a V1 request body must be a JSON object with 'instances' (a list of "
+                f"rows), got {type(payload).__name__}; send it as application/json"
+            )
+        if "instances" not in payload:
             raise SchemaError(
                 "a V1 request body must be an object with 'instances' (a list of "
-                f"rows), got keys {keys}"
+                f"rows), got keys {sorted(payload)[:10]}"
             )
         return parse_instances(payload["instances"], schema, max_rows=self.max_rows)
 
@@ -276,7 +281,7 @@ def _tensor_values(tensor: Any) -> tuple[str, str, list[int], Any]:
         flat = np.asarray(values, dtype=object).reshape(-1)
     except (ValueError, TypeError) as err:
         raise SchemaError(f"input {name!r} cannot be read: {err}") from err
-    expected = int(np.prod(shape)) if shape else 0
+    expected = math.prod(shape) if shape else 0
     if flat.size != expected:
         raise SchemaError(
             f"input {name!r} declares shape {shape} ({expected} values) but holds "
