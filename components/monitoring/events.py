@@ -143,7 +143,8 @@ def decode_predictions(payload: dict[str, Any], schema: Schema) -> list[float]:
     """Read one prediction per row from a V1 or V2 response.
 
     A row's prediction is a number (probability or value), a pair of class
-    probabilities (the positive one is kept), or, for `binary`, a class label.
+    probabilities (the positive one is kept), for `binary` a class label, or plumb's
+    predictor's object per row (`{"probability": p, "label": l}` or `{"value": v}`).
 
     Raises:
         EventError: The payload is neither protocol or holds a value of another form.
@@ -291,6 +292,9 @@ def _number(value: Any, *, column: str, index: int) -> float | None:
 
 
 def _prediction(value: Any, schema: Schema) -> float:
+    if isinstance(value, dict):
+        # plumb's predictor answers one object per row: probability (and label) or value.
+        value = value.get("probability", value.get("value"))
     if isinstance(value, list):
         if len(value) == 1:
             value = value[0]
