@@ -49,7 +49,9 @@ class LoadResult:
         return float(np.percentile(self.latencies_ms[target], percentile))
 
 
-def batches(rows: list[list[float]], *, count: int, seed: int) -> list[list[list[float]]]:
+def batches(
+    rows: list[list[float]], *, count: int, seed: int
+) -> list[list[list[float]]]:
     """`count` batches of 1-10 rows drawn from `rows`, the same for a given seed."""
     pick = random.Random(seed)
     return [pick.sample(rows, pick.randint(1, 10)) for _ in range(count)]
@@ -65,9 +67,11 @@ def run_load(
     rate_per_thread: float,
     seconds: float,
     result: LoadResult | None = None,
+    stop: threading.Event | None = None,
 ) -> LoadResult:
-    """Run the load for `seconds`; return (or fill) the result."""
+    """Run the load for `seconds` or until `stop` is set; return (or fill) the result."""
     result = result or LoadResult()
+    stop = stop or threading.Event()
     deadline = time.monotonic() + seconds
     workers = [
         threading.Thread(
@@ -82,6 +86,7 @@ def run_load(
                 "interval": 1.0 / rate_per_thread,
                 "deadline": deadline,
                 "result": result,
+                "stop": stop,
             },
             name=f"load-{index}",
             daemon=True,
@@ -120,13 +125,14 @@ def _worker(
     interval: float,
     deadline: float,
     result: LoadResult,
+    stop: threading.Event,
 ) -> None:
     predict_url = f"{predictor_url}/v1/models/{MODEL_NAME}:predict"
     tick = index
     next_at = time.monotonic()
     logged: list[tuple[str, list[str]]] = []
     with httpx.Client(timeout=30) as client:
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not stop.is_set():
             batch_index = tick % len(batch_list)
             batch = batch_list[batch_index]
             response = _timed_post(
@@ -155,7 +161,7 @@ def _worker(
                 logged.clear()
             tick += threads
             next_at += interval
-            time.sleep(max(0.0, next_at - time.monotonic()))
+            stop.wait(max(0.0, next_at - time.monotonic()))
 
 
 def _log_pair(

@@ -143,15 +143,18 @@ def test_steady_load_has_no_5xx_and_flat_memory(
         ("events", 200),
         ("feedback", 200),
     }, dict(result.statuses)
-    for name in warm:
-        assert end[name] <= warm[name] * (1 + RSS_TOLERANCE), summary
+    for name, warm_bytes in warm.items():
+        assert end[name] <= warm_bytes * (1 + RSS_TOLERANCE), summary
     assert predictor.healthy() and monitor.healthy()
     metrics = httpx.get(f"{monitor.url}/metrics", timeout=10).text
     rejected = metric_value(metrics, "plumb_events_rejected_total") or 0.0
     assert rejected == 0.0
     assert (
         metric_value(
-            metrics, "plumb_rows_ingested_total", inference_service=SERVICE, endpoint="default"
+            metrics,
+            "plumb_rows_ingested_total",
+            inference_service=SERVICE,
+            endpoint="default",
         )
         or 0.0
     ) > 0
