@@ -188,7 +188,9 @@ class HttpCase:
     body: bytes
     status: int
     message: str
-    headers: tuple[tuple[str, str], ...] = (("content-type", "application/json"),)
+    headers: tuple[tuple[str, str | bytes], ...] = (
+        ("content-type", "application/json"),
+    )
 
 
 def _json(value: Any) -> bytes:
@@ -400,6 +402,16 @@ def _monitor_cases(names: list[str], row: list[float]) -> dict[str, HttpCase]:
             401,
             "bearer token",
             (("content-type", "application/json"), ("authorization", f"Basic {TOKEN}")),
+        ),
+        "feedback-non-ascii-token": HttpCase(
+            FEEDBACK,
+            _json({"labels": {"a": 1}}),
+            401,
+            "bearer token",
+            (
+                ("content-type", "application/json"),
+                ("authorization", b"Bearer \xff\xfe"),
+            ),
         ),
         "feedback-text-plain": HttpCase(
             FEEDBACK,

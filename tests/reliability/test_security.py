@@ -11,6 +11,7 @@ and every dependency is pinned.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -287,3 +288,39 @@ def test_every_dependency_is_pinned_exactly() -> None:
         if not re.fullmatch(r"[\w.\-\[\]]+==[\w.+]+", item)
     ]
     assert loose == []
+
+
+def test_events_token_when_set_guards_ingest(
+    trained_model_dir: Path,
+    tmp_path: Path,
+    good_rows: list[list[float]],
+    feature_names: list[str],
+) -> None:
+    """With PLUMB_MONITOR_EVENTS_TOKEN set, /events needs it (401 without); the
+    feedback token does not open /events."""
+    from fastapi.testclient import TestClient
+    from reliability_helpers import event_headers
+
+    from components.monitoring.service import Monitor, build_app
+
+    monitor = Monitor(
+        model_dir=trained_model_dir,
+        state_dir=tmp_path / "state",
+        config=PlumbConfig().monitoring,
+        feedback_token="feedback-secret",
+        events_token="events-secret",
+    )
+    body = json.dumps(
+        {"instances": [dict(zip(feature_names, good_rows[0], strict=True))]}
+    )
+    with TestClient(build_app(monitor)) as client:
+        for auth, status in (
+            (None, 401),
+            ("Bearer feedback-secret", 401),
+            ("Bearer events-secret", 200),
+        ):
+            headers = event_headers("request")
+            if auth:
+                headers["Authorization"] = auth
+            reply = client.post("/events", content=body, headers=headers)
+            assert reply.status_code == status, reply.text
