@@ -48,6 +48,16 @@ def http_status(error: BaseException) -> HTTPStatus:
     return HTTPStatus.INTERNAL_SERVER_ERROR
 
 
+def install_error_handlers(app: Any) -> None:
+    """Answer plumb's 413 on kserve's FastAPI app (in this process; idempotent).
+
+    kserve registers its own handlers when it builds the REST server; this adds the one
+    for `RequestTooLargeError`, which kserve does not know. Each `--workers` process
+    imports a fresh app, so the model calls this again when it arrives in a worker.
+    """
+    app.add_exception_handler(RequestTooLargeError, request_too_large_handler)
+
+
 @contextmanager
 def kserve_errors() -> Iterator[None]:
     """Re-raise plumb's bad-input errors as kserve's `InvalidInput` (HTTP 400)."""

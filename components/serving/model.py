@@ -23,6 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import kserve.model_server
 import numpy as np
 from kserve import InferOutput, InferRequest, InferResponse, Model
 
@@ -30,7 +31,7 @@ from components.common.errors import SchemaError
 from components.common.model_runtime import load_model
 from components.evaluate.explain import explain_rows
 from components.preprocess.transform import category_codes
-from components.serving.errors import kserve_errors
+from components.serving.errors import install_error_handlers, kserve_errors
 from components.serving.validation import ParsedRows, parse_instances, parse_tensors
 
 logger = logging.getLogger(__name__)
@@ -137,6 +138,7 @@ class PlumbModel(Model):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        install_error_handlers(kserve.model_server.app)
         if self.ready:
             self.load()
 

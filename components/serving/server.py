@@ -27,7 +27,7 @@ from components.common.errors import PlumbError
 from components.serving.errors import (
     RequestTooLargeError,
     http_status,
-    request_too_large_handler,
+    install_error_handlers,
 )
 from components.serving.model import DEFAULT_MAX_ROWS, PlumbModel
 
@@ -161,9 +161,7 @@ def build(options: ServeOptions) -> tuple[BoundModelServer, PlumbModel]:
     kserve_model_server.app.add_middleware(
         BodyLimitMiddleware, max_body_bytes=options.max_body_bytes
     )
-    kserve_model_server.app.add_exception_handler(
-        RequestTooLargeError, request_too_large_handler
-    )
+    install_error_handlers(kserve_model_server.app)
     server = BoundModelServer(
         host=options.host,
         http_port=options.port,
