@@ -324,3 +324,19 @@ def test_events_token_when_set_guards_ingest(
                 headers["Authorization"] = auth
             reply = client.post("/events", content=body, headers=headers)
             assert reply.status_code == status, reply.text
+
+
+def test_serving_runtime_caps_request_size_in_every_stack(
+    stacks: dict[str, list[dict[str, Any]]],
+) -> None:
+    """The predictor container is started with explicit row and byte caps everywhere."""
+    for name, objects in stacks.items():
+        for runtime in (obj for obj in objects if obj["kind"] == "ServingRuntime"):
+            (container,) = runtime["spec"]["containers"]
+            caps = {
+                arg.split("=")[0]: int(arg.split("=")[1])
+                for arg in container["args"]
+                if arg.startswith(("--max-rows=", "--max-body-bytes="))
+            }
+            assert set(caps) == {"--max-rows", "--max-body-bytes"}, name
+            assert all(value >= 1 for value in caps.values()), name
