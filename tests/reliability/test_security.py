@@ -255,8 +255,8 @@ def test_rbac_has_no_wildcards_secrets_or_cluster_scope(
 def test_every_stack_denies_ingress_by_default(
     stacks: dict[str, list[dict[str, Any]]],
 ) -> None:
-    """Each stack has a default-deny ingress NetworkPolicy for all of its pods, unless
-    its Helm values turn policies off (a cluster that brings its own)."""
+    """Each stack denies ingress by default, unless its values turn policies off."""
+    # A cluster that brings its own policies sets networkPolicy.enabled false.
     opted_out = {
         path.stem
         for path in (ROOT / "charts" / "plumb" / "ci").glob("*-values.yaml")
@@ -296,8 +296,7 @@ def test_events_token_when_set_guards_ingest(
     good_rows: list[list[float]],
     feature_names: list[str],
 ) -> None:
-    """With PLUMB_MONITOR_EVENTS_TOKEN set, /events needs it (401 without); the
-    feedback token does not open /events."""
+    """With an events token set, /events answers 401 without it or with another token."""
     from fastapi.testclient import TestClient
     from reliability_helpers import event_headers
 
