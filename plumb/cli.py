@@ -20,7 +20,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from components.common.config import PlumbConfig, load_config
+from components.common.config import PlumbConfig, load_config, parse_override_value
 from components.common.errors import PlumbError
 from components.common.logs import setup_logging
 
@@ -62,7 +62,9 @@ def _parse_sets(pairs: list[str]) -> dict[str, Any]:
             raise PlumbError(
                 f"--set expects KEY=VALUE (e.g. training.epochs=3), got {pair!r}"
             )
-        overrides[key.strip()] = yaml.safe_load(text) if text else text
+        overrides[key.strip()] = (
+            parse_override_value(text, where=f"--set {key.strip()}") if text else text
+        )
     return overrides
 
 
@@ -203,7 +205,7 @@ def serve(
     ] = False,
     workers: Annotated[int, typer.Option(help="Uvicorn worker processes.")] = 1,
     max_rows: Annotated[
-        int, typer.Option(help="Most rows per request; more is HTTP 400.")
+        int, typer.Option(help="Most rows per request; more is HTTP 413.")
     ] = 10_000,
     max_body_bytes: Annotated[
         int, typer.Option(help="Largest request body; more is HTTP 413.")

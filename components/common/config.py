@@ -832,7 +832,13 @@ def _read_yaml(path: str | Path | None) -> tuple[dict[str, Any], str]:
         raw = yaml.safe_load(file.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise ConfigError(
-            f"config file {str(path)!r} is not valid YAML: {err}"
+            f"config file {str(path)!r} is not valid YAML: {_yaml_problem(err)}"
+        ) from err
+    except RecursionError as err:
+        # PyYAML's composer recurses once per nesting level.
+        raise ConfigError(
+            f"config file {str(path)!r} nests too deeply to be a plumb config; "
+            "a config has sections of fields, a few levels deep"
         ) from err
     if raw is None:
         return {}, str(path)
@@ -844,6 +850,14 @@ def _read_yaml(path: str | Path | None) -> tuple[dict[str, Any], str]:
     return raw, str(path)
 
 
+def _yaml_problem(err: Exception) -> str:
+    """One line for a YAML error: where it is and what is wrong."""
+    if isinstance(err, yaml.MarkedYAMLError) and err.problem_mark is not None:
+        mark = err.problem_mark
+        return f"line {mark.line + 1}, column {mark.column + 1}: {err.problem}"
+    return " ".join(str(err).split())
+
+
 def _env_overrides(environ: Mapping[str, str]) -> list[tuple[str, Any]]:
     # Only PLUMB_<SECTION>__<FIELD> names are config; PLUMB_LOG_LEVEL and friends are not.
     pairs = []
@@ -851,12 +865,26 @@ def _env_overrides(environ: Mapping[str, str]) -> list[tuple[str, Any]]:
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
         key = name[len(ENV_PREFIX) :].lower().replace("__", ".")
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError:
-            value = text
-        pairs.append((key, value))
+        pairs.append((key, parse_override_value(text, where=name)))
     return pairs
+
+
+def parse_override_value(text: str, *, where: str) -> Any:
+    """Read the value of a `--set KEY=VALUE` or `PLUMB_*` override as YAML.
+
+    Text that is not valid YAML stays text, so the field's own check names it.
+
+    Raises:
+        ConfigError: The value nests too deeply for the YAML parser.
+    """
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    except RecursionError as err:
+        raise ConfigError(
+            f"{where} nests too deeply ({len(text)} characters); pass a plain value"
+        ) from err
 
 
 def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:

@@ -35,6 +35,8 @@ GROUP, VERSION = API_VERSION.split("/")
 PLURAL = "inferenceservices"
 DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 GPU_RESOURCE = "nvidia.com/gpu"
+RUN_AS_USER = 10001
+"""The non-root user plumb's images create (dockerfiles/)."""
 _PRIMITIVES = {"str": str, "int": int, "bool": bool, "float": float, "object": object}
 
 
@@ -87,12 +89,35 @@ def _predictor(config: DeploymentConfig, storage_uri: str) -> V1beta1PredictorSp
         scale_target=config.scale_target,
         scale_metric=config.scale_metric,
         logger=logger,
+        security_context=k8s.V1PodSecurityContext(
+            run_as_non_root=True,
+            run_as_user=RUN_AS_USER,
+            run_as_group=RUN_AS_USER,
+            fs_group=RUN_AS_USER,
+            seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
+        ),
         model=V1beta1ModelSpec(
             model_format=V1beta1ModelFormat(name=config.model_format),
             runtime=config.runtime,
             storage_uri=storage_uri,
             resources=_resources(config),
+            security_context=restricted_container_context(),
         ),
+    )
+
+
+def restricted_container_context() -> k8s.V1SecurityContext:
+    """A container security context that meets the "restricted" Pod Security Standard.
+
+    The predictor writes nothing: KServe's storage initializer puts the model in
+    /mnt/models before it starts, so its root filesystem can be read-only.
+    """
+    return k8s.V1SecurityContext(
+        allow_privilege_escalation=False,
+        read_only_root_filesystem=True,
+        run_as_non_root=True,
+        capabilities=k8s.V1Capabilities(drop=["ALL"]),
+        seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
     )
 
 

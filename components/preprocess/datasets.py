@@ -270,6 +270,13 @@ def read_file(path: str | Path) -> pd.DataFrame:
         raise DataError(f"cannot read data file {str(path)!r}: {err}") from err
     if frame.empty:
         raise DataError(f"data file {str(path)!r} has no rows; it needs at least one")
+    if suffix in {".csv", ".txt"} and not isinstance(frame.index, pd.RangeIndex):
+        # pandas turns surplus leading values into an index instead of refusing them.
+        raise DataError(
+            f"rows of data file {str(path)!r} hold more values than its header names "
+            f"columns ({len(frame.columns)}: {', '.join(map(str, frame.columns[:10]))})"
+            "; add the missing column names or remove the extra values"
+        )
     if suffix in {".csv", ".txt"}:
         _check_csv_header(file)
     duplicated = frame.columns[frame.columns.duplicated()].tolist()

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import uuid
 from pathlib import Path
 from typing import Any
 
+import kserve.model_server
 import numpy as np
 from kserve import InferOutput, InferRequest, InferResponse, Model
 
@@ -29,7 +31,7 @@ from components.common.errors import SchemaError
 from components.common.model_runtime import load_model
 from components.evaluate.explain import explain_rows
 from components.preprocess.transform import category_codes
-from components.serving.errors import kserve_errors
+from components.serving.errors import install_error_handlers, kserve_errors
 from components.serving.validation import ParsedRows, parse_instances, parse_tensors
 
 logger = logging.getLogger(__name__)
@@ -136,6 +138,7 @@ class PlumbModel(Model):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        install_error_handlers(kserve.model_server.app)
         if self.ready:
             self.load()
 
@@ -204,11 +207,15 @@ class PlumbModel(Model):
         if isinstance(payload, InferRequest):
             tensors = [_tensor_values(tensor) for tensor in payload.inputs]
             return parse_tensors(tensors, schema, max_rows=self.max_rows)
-        if not isinstance(payload, dict) or "instances" not in payload:
-            keys = sorted(payload) if isinstance(payload, dict) else []
+        if not isinstance(payload, dict):
+            raise SchemaError(
+                "a V1 request body must be a JSON object with 'instances' (a list of "
+                f"rows), got {type(payload).__name__}; send it as application/json"
+            )
+        if "instances" not in payload:
             raise SchemaError(
                 "a V1 request body must be an object with 'instances' (a list of "
-                f"rows), got keys {keys}"
+                f"rows), got keys {sorted(payload)[:10]}"
             )
         return parse_instances(payload["instances"], schema, max_rows=self.max_rows)
 
@@ -276,7 +283,7 @@ def _tensor_values(tensor: Any) -> tuple[str, str, list[int], Any]:
         flat = np.asarray(values, dtype=object).reshape(-1)
     except (ValueError, TypeError) as err:
         raise SchemaError(f"input {name!r} cannot be read: {err}") from err
-    expected = int(np.prod(shape)) if shape else 0
+    expected = math.prod(shape) if shape else 0
     if flat.size != expected:
         raise SchemaError(
             f"input {name!r} declares shape {shape} ({expected} values) but holds "

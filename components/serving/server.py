@@ -8,7 +8,8 @@ binds, in this process or, with several workers, in the parent that hands the so
 to each worker. gRPC is off unless a port is given; kserve binds it on all interfaces.
 
 A request body over `max_body_bytes` is refused with 413 before it is read into
-memory, by `BodyLimitMiddleware` on kserve's FastAPI app.
+memory, by `BodyLimitMiddleware` on kserve's FastAPI app; a batch of more than
+`max_rows` rows is refused with 413 once it is parsed.
 """
 
 from __future__ import annotations
@@ -23,7 +24,11 @@ from kserve import ModelServer
 from kserve import model_server as kserve_model_server
 
 from components.common.errors import PlumbError
-from components.serving.errors import RequestTooLargeError, http_status
+from components.serving.errors import (
+    RequestTooLargeError,
+    http_status,
+    install_error_handlers,
+)
 from components.serving.model import DEFAULT_MAX_ROWS, PlumbModel
 
 logger = logging.getLogger(__name__)
@@ -156,6 +161,7 @@ def build(options: ServeOptions) -> tuple[BoundModelServer, PlumbModel]:
     kserve_model_server.app.add_middleware(
         BodyLimitMiddleware, max_body_bytes=options.max_body_bytes
     )
+    install_error_handlers(kserve_model_server.app)
     server = BoundModelServer(
         host=options.host,
         http_port=options.port,

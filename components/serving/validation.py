@@ -5,7 +5,8 @@ order, or objects keyed by column name) and V2 open-inference `inputs` (one tens
 column). Both end here, as `ParsedRows` (numpy arrays per schema feature, ready for
 `Transform.encode` without pandas), after every check a training schema allows:
 column names, width, value types, missing values and infinities, batch size. A failed
-check raises `SchemaError` naming the field, which the predictor maps to HTTP 400.
+check raises `SchemaError` naming the field, which the predictor maps to HTTP 400; a
+batch over the row cap raises `RequestTooLargeError` (HTTP 413).
 All-numeric list rows are checked and converted in one numpy pass; anything else goes
 column by column with C-speed `map`/`set` scans.
 """
@@ -22,6 +23,7 @@ import pandas as pd
 
 from components.common.errors import SchemaError
 from components.preprocess.schema import ColumnSchema, Schema
+from components.serving.errors import RequestTooLargeError
 
 V2_NUMERIC_DATATYPES = frozenset(
     {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64"}
@@ -131,7 +133,7 @@ def _check_batch(values: Any, *, field: str, max_rows: int) -> None:
     if not values:
         raise SchemaError(f"{field} is empty; send at least one row")
     if len(values) > max_rows:
-        raise SchemaError(
+        raise RequestTooLargeError(
             f"{field} holds {len(values)} rows, more than the {max_rows} allowed per "
             "request; split the batch"
         )
@@ -156,7 +158,10 @@ def _all_numbers(rows: list[list[Any]], schema: Schema) -> ParsedRows | None:
         return None
     if not set(map(type, chain.from_iterable(rows))) <= {int, float}:
         return None
-    matrix = np.array(rows, dtype=np.float64)
+    try:
+        matrix = np.array(rows, dtype=np.float64)
+    except OverflowError:  # an int beyond float64; the column checks name it
+        return None
     if not np.isfinite(matrix).all():
         return None
     numeric = {
@@ -239,7 +244,18 @@ def _numeric_values(values: Sequence[Any], *, column: ColumnSchema) -> np.ndarra
             f"column {column.name!r} must be a number, got {values[bad_index]!r} "
             f"({type(values[bad_index]).__name__}) at row {bad_index}"
         )
-    array = np.array(values, dtype=np.float64)
+    try:
+        array = np.array(values, dtype=np.float64)
+    except OverflowError as err:
+        bad_index = next(
+            index
+            for index, value in enumerate(values)
+            if isinstance(value, int) and abs(value) > np.finfo(np.float64).max
+        )
+        raise SchemaError(
+            f"column {column.name!r} holds a number beyond the float64 range at row "
+            f"{bad_index}; send a finite number"
+        ) from err
     missing = np.isnan(array)
     if missing.any() and column.missing_share == 0.0:
         raise SchemaError(

@@ -46,6 +46,27 @@ WORKER_MODULE = "components.train.worker"
 SHARED_VOLUME = "plumb-shared"
 TRAINJOB_CONTAINER = "node"
 """Trainer container name in the torch-distributed ClusterTrainingRuntime."""
+TMP_VOLUME_SIZE = "1Gi"
+TMP_VOLUME = {"name": "tmp", "emptyDir": {"sizeLimit": TMP_VOLUME_SIZE}}
+"""Writable /tmp for torchrun's log folders: the root filesystem is read-only."""
+RESTRICTED_POD_SECURITY: dict[str, dict[str, Any]] = {
+    "pod": {
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "runAsGroup": 10001,
+        "fsGroup": 10001,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    },
+    "container": {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    },
+}
+"""Worker pods meet the "restricted" Pod Security Standard as the non-root user 10001
+of plumb's images; checkpoints go to the shared volume, scratch files to /tmp."""
 
 
 @dataclass(frozen=True)
@@ -116,30 +137,43 @@ def render_trainjob(training: TrainingConfig, *, name: str, spec_path: str) -> d
             {"limits": limits, "requests": limits}
         ),
     )
+    restricted = RESTRICTED_POD_SECURITY
     pod_patch = v2.TrainerV1alpha1PodSpecPatch(
         nodeSelector=cluster.node_selector or None,
         tolerations=[v2.IoK8sApiCoreV1Toleration(**t) for t in cluster.tolerations]
         or None,
+        securityContext=v2.IoK8sApiCoreV1PodSecurityContext.from_dict(
+            restricted["pod"]
+        ),
     )
+    volumes = [v2.IoK8sApiCoreV1Volume.from_dict(TMP_VOLUME)]
+    mounts = [v2.IoK8sApiCoreV1VolumeMount(name=TMP_VOLUME["name"], mountPath="/tmp")]
     if cluster.volume_claim:
-        pod_patch.volumes = [
+        volumes.insert(
+            0,
             v2.IoK8sApiCoreV1Volume(
                 name=SHARED_VOLUME,
                 persistentVolumeClaim=v2.IoK8sApiCoreV1PersistentVolumeClaimVolumeSource(
                     claimName=cluster.volume_claim
                 ),
-            )
-        ]
-        pod_patch.containers = [
-            v2.TrainerV1alpha1ContainerPatch(
-                name=TRAINJOB_CONTAINER,
-                volumeMounts=[
-                    v2.IoK8sApiCoreV1VolumeMount(
-                        name=SHARED_VOLUME, mountPath=cluster.shared_path
-                    )
-                ],
-            )
-        ]
+            ),
+        )
+        mounts.insert(
+            0,
+            v2.IoK8sApiCoreV1VolumeMount(
+                name=SHARED_VOLUME, mountPath=cluster.shared_path
+            ),
+        )
+    pod_patch.volumes = volumes
+    pod_patch.containers = [
+        v2.TrainerV1alpha1ContainerPatch(
+            name=TRAINJOB_CONTAINER,
+            volumeMounts=mounts,
+            securityContext=v2.IoK8sApiCoreV1SecurityContext.from_dict(
+                restricted["container"]
+            ),
+        )
+    ]
     patch = v2.TrainerV1alpha1RuntimePatch(
         manager="plumb.dev/train",
         trainingRuntimeSpec=v2.TrainerV1alpha1TrainingRuntimeSpecPatch(
@@ -184,17 +218,27 @@ def _pod_template(
 ) -> k8s.V1PodTemplateSpec:
     cluster = training.cluster
     limits = _resource_limits(training)
-    mounts, volumes = None, None
+    mounts = [k8s.V1VolumeMount(name=TMP_VOLUME["name"], mount_path="/tmp")]
+    volumes = [
+        k8s.V1Volume(
+            name=TMP_VOLUME["name"],
+            empty_dir=k8s.V1EmptyDirVolumeSource(size_limit=TMP_VOLUME_SIZE),
+        )
+    ]
     if cluster.volume_claim:
-        mounts = [k8s.V1VolumeMount(name=SHARED_VOLUME, mount_path=cluster.shared_path)]
-        volumes = [
+        mounts.insert(
+            0, k8s.V1VolumeMount(name=SHARED_VOLUME, mount_path=cluster.shared_path)
+        )
+        volumes.insert(
+            0,
             k8s.V1Volume(
                 name=SHARED_VOLUME,
                 persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(
                     claim_name=cluster.volume_claim
                 ),
-            )
-        ]
+            ),
+        )
+    restricted = RESTRICTED_POD_SECURITY
     tolerations = [
         k8s.V1Toleration(
             key=t.get("key"),
@@ -216,8 +260,22 @@ def _pod_template(
                         limits=limits, requests=limits
                     ),
                     volume_mounts=mounts,
+                    security_context=k8s.V1SecurityContext(
+                        allow_privilege_escalation=False,
+                        read_only_root_filesystem=True,
+                        run_as_non_root=True,
+                        capabilities=k8s.V1Capabilities(drop=["ALL"]),
+                        seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
+                    ),
                 )
             ],
+            security_context=k8s.V1PodSecurityContext(
+                run_as_non_root=True,
+                run_as_user=restricted["pod"]["runAsUser"],
+                run_as_group=restricted["pod"]["runAsGroup"],
+                fs_group=restricted["pod"]["fsGroup"],
+                seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
+            ),
             node_selector=cluster.node_selector or None,
             tolerations=tolerations or None,
             volumes=volumes,

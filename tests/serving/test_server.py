@@ -206,7 +206,7 @@ def _malformed(
         ("scalar-row", ("v1", {"instances": [3.0]}, 400, "instances")),
         (
             "too-many-rows",
-            ("v1", {"instances": [good_row] * (max_rows + 1)}, 400, str(max_rows)),
+            ("v1", {"instances": [good_row] * (max_rows + 1)}, 413, str(max_rows)),
         ),
         ("body-too-large", ("v1", too_big.encode(), 413, str(max_body_bytes))),
         ("invalid-json", ("v1", b'{"instances": [1, 2', 400, "")),
