@@ -25,6 +25,7 @@ from kserve import model_server as kserve_model_server
 from components.common.errors import PlumbError
 from components.serving.errors import RequestTooLargeError, http_status
 from components.serving.model import DEFAULT_MAX_ROWS, PlumbModel
+from components.serving.rest import PlumbRESTServer, PlumbRESTServerMultiProcess
 
 logger = logging.getLogger(__name__)
 
@@ -74,13 +75,16 @@ class BoundModelServer(ModelServer):
 
     def setup_event_loop(self) -> None:
         # ModelServer.start() has built its REST server(s) but bound nothing yet when it
-        # calls this hook; the attribute names are kserve 0.21's.
-        rest_servers = [
-            self._rest_server,
-            getattr(self._rest_multiprocess_server, "_rest_server", None),
-        ]
+        # calls this hook; the attribute names are kserve 0.21's. The objects become
+        # plumb's subclasses here (they add no state of their own), so the 4xx logging,
+        # the V2 JSON path and the worker start-up grace apply in every process.
+        supervisor = self._rest_multiprocess_server
+        if supervisor is not None:
+            supervisor.__class__ = PlumbRESTServerMultiProcess
+        rest_servers = [self._rest_server, getattr(supervisor, "_rest_server", None)]
         for rest_server in rest_servers:
             if rest_server is not None:
+                rest_server.__class__ = PlumbRESTServer
                 rest_server.config.host = self.host
         logger.info("Model server listening on http://%s:%d", self.host, self.http_port)
         super().setup_event_loop()
