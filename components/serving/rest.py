@@ -29,10 +29,12 @@ import time
 from socket import socket
 from typing import Any
 
+import numpy as np
 import orjson
 from cloudevents.sdk.converters.util import has_binary_headers
 from fastapi import FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
 from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
@@ -41,6 +43,7 @@ from kserve.protocol.infer_type import (
     InferRequest,
     InferResponse,
     RequestedOutput,
+    deserialize_bytes_tensor,
     to_http_parameters,
 )
 from kserve.protocol.rest.multiprocess.server import (
@@ -50,6 +53,7 @@ from kserve.protocol.rest.multiprocess.server import (
 from kserve.protocol.rest.server import RESTServer
 from kserve.protocol.rest.v2_datamodels import InferenceRequest
 from kserve.protocol.rest.v2_endpoints import V2Endpoints
+from kserve.utils.numpy_codec import to_np_dtype
 from pydantic import ValidationError
 
 from components.common.logs import setup_logging
@@ -77,6 +81,22 @@ async def client_error_handler(request: Request, exc: Exception) -> Response:
     return _json_response({"error": str(exc)}, status_code=int(status))
 
 
+async def request_validation_handler(request: Request, exc: Exception) -> Response:
+    """FastAPI's 422 for a body that is not an inference request, logged like a 4xx."""
+    assert isinstance(exc, RequestValidationError)
+    logger.warning(
+        "422 %s %s (model %s): %s",
+        request.method,
+        request.url.path,
+        request.path_params.get("model_name", "-"),
+        "; ".join(
+            f"{'.'.join(map(str, error.get('loc', ())))}: {error.get('msg')}"
+            for error in exc.errors()
+        ),
+    )
+    return await request_validation_exception_handler(request, exc)
+
+
 class PlumbRESTServer(RESTServer):
     """kserve's REST server with plumb's 4xx logging and V2 JSON path."""
 
@@ -84,6 +104,7 @@ class PlumbRESTServer(RESTServer):
         super()._add_exception_handlers(app)
         for error_type in (InvalidInput, ModelNotFound):
             app.add_exception_handler(error_type, client_error_handler)
+        app.add_exception_handler(RequestValidationError, request_validation_handler)
 
     def _register_endpoints(self, app: FastAPI) -> None:
         # Routes match in order: plumb's V2 infer goes before kserve's.
@@ -108,18 +129,15 @@ class PlumbRESTServer(RESTServer):
         headers = dict(request.headers)
         body = await request.body()
         content_type = headers.get("content-type", "").split(";")[0].strip()
-        if (
-            INFERENCE_CONTENT_LENGTH_HEADER in headers
-            or has_binary_headers(headers)
-            or content_type not in _JSON_CONTENT_TYPES
-        ):
+        json_length = headers.get(INFERENCE_CONTENT_LENGTH_HEADER)
+        if json_length is not None:
+            infer_request = _binary_infer_request(
+                body, json_length=json_length, model_name=model_name
+            )
+        elif has_binary_headers(headers) or content_type not in _JSON_CONTENT_TYPES:
             return await self._kserve_infer_v2(request, model_name, body)
-
-        try:
-            document = orjson.loads(body)
-        except orjson.JSONDecodeError as err:
-            raise InvalidInput(f"request body is not valid JSON: {err}") from err
-        infer_request = _infer_request(document, model_name=model_name)
+        else:
+            infer_request = _infer_request(_loads(body), model_name=model_name)
         response, response_headers = await self.dataplane.infer(
             model_name=model_name, request=infer_request, headers=headers
         )
@@ -134,16 +152,12 @@ class PlumbRESTServer(RESTServer):
     async def _kserve_infer_v2(
         self, request: Request, model_name: str, body: bytes
     ) -> Response:
-        # Binary tensors (`Inference-Header-Content-Length`) and CloudEvents: kserve's
-        # own route, which decodes them.
-        request_body: InferenceRequest | bytes = body
-        if INFERENCE_CONTENT_LENGTH_HEADER not in request.headers:
-            request_body = _validated(_loads(body))
+        # CloudEvents and other content types: kserve's own route.
         result = await self._kserve_v2.infer(
             raw_request=request,
             raw_response=Response(),
             model_name=model_name,
-            request_body=request_body,
+            request_body=_validated(_loads(body)),
         )
         if isinstance(result, Response):
             return result
@@ -201,6 +215,53 @@ def _infer_request(document: Any, *, model_name: str) -> InferRequest:
     )
 
 
+def _binary_infer_request(
+    body: bytes, *, json_length: str, model_name: str
+) -> InferRequest:
+    """A V2 request with binary tensor data: a JSON header, then raw tensor bytes.
+
+    Numeric tensors become numpy views of the body (kserve's own decoder turns every
+    value into a Python number); BYTES tensors use kserve's length-prefixed decoding.
+    """
+    if not json_length.isdigit() or int(json_length) > len(body):
+        raise InvalidInput(
+            f"{INFERENCE_CONTENT_LENGTH_HEADER} is {json_length!r} for a body of "
+            f"{len(body)} bytes; send the length of the JSON part"
+        )
+    start = int(json_length)
+    document = _loads(body[:start])
+    if not isinstance(document, dict) or not isinstance(document.get("inputs"), list):
+        _validated(document)  # raises the 422 kserve would answer
+    view = memoryview(body)
+    for tensor in document["inputs"]:
+        if not isinstance(tensor, dict) or "data" in tensor:
+            continue
+        size = (tensor.get("parameters") or {}).get("binary_data_size")
+        if type(size) is not int or size < 0 or start + size > len(body):
+            raise InvalidInput(
+                f"input {tensor.get('name')!r} has binary_data_size {size!r}, but "
+                f"{len(body) - start} bytes of tensor data are left"
+            )
+        raw = view[start : start + size]
+        start += size
+        if tensor.get("datatype") == "BYTES":
+            tensor["data"] = deserialize_bytes_tensor(bytes(raw)).tolist()
+            continue
+        dtype = to_np_dtype(str(tensor.get("datatype")))
+        if dtype is None:
+            raise InvalidInput(
+                f"input {tensor.get('name')!r} has unknown datatype "
+                f"{tensor.get('datatype')!r}"
+            )
+        try:
+            tensor["data"] = np.frombuffer(raw, dtype=dtype)
+        except ValueError as err:
+            raise InvalidInput(
+                f"input {tensor.get('name')!r}: binary data cannot be read: {err}"
+            ) from err
+    return _infer_request(document, model_name=model_name)
+
+
 def _well_formed(document: Any) -> bool:
     if not isinstance(document, dict) or not isinstance(document.get("inputs"), list):
         return False
@@ -218,7 +279,7 @@ def _well_formed(document: Any) -> bool:
         isinstance(tensor.get("datatype"), str)
         and isinstance(tensor.get("shape"), list)
         and all(type(size) is int for size in tensor["shape"])
-        and isinstance(tensor.get("data"), list)
+        and isinstance(tensor.get("data"), list | np.ndarray)
         and isinstance(tensor.get("parameters") or {}, dict)
         for tensor in document["inputs"]
     )
