@@ -30,6 +30,7 @@ def _parse(argv: list[str]) -> ServeOptions:
     parser.add_argument("--max-rows", type=int, default=DEFAULT_MAX_ROWS)
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
     parser.add_argument("--batch-window-ms", type=float, default=0.0)
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     return ServeOptions(
         model_dir=args.model_dir,
@@ -41,6 +42,7 @@ def _parse(argv: list[str]) -> ServeOptions:
         max_rows=args.max_rows,
         max_body_bytes=args.max_body_bytes,
         batch_window_ms=args.batch_window_ms,
+        threads=args.threads,
     )
 
 

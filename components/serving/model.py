@@ -112,6 +112,7 @@ class PlumbModel(Model):
         self.threads = threads
         self.runtime: Any = None
         self._batcher: MicroBatcher | None = None
+        self._schema_ordered_transform = False
 
     def load(self) -> bool:
         """Load the model directory; the server answers 503 until this has run."""
@@ -123,6 +124,12 @@ class PlumbModel(Model):
                 max_rows=self.max_rows,
             )
         schema = self.runtime.schema
+        transform = self.runtime.transform
+        # True for every all-numeric transform plumb fits (its steps follow the
+        # schema): a request's number matrix then goes to `encode` as it is.
+        self._schema_ordered_transform = not transform.categorical and [
+            step.name for step in transform.numeric
+        ] == list(schema.feature_names)
         logger.info(
             "Loaded %s model %s (%s, %d features) as %r",
             schema.task,
@@ -247,6 +254,8 @@ class PlumbModel(Model):
 
     def _encode(self, parsed: ParsedRows) -> np.ndarray:
         transform = self.runtime.transform
+        if parsed.matrix is not None and self._schema_ordered_transform:
+            return transform.encode(parsed.matrix, {}, rows=parsed.rows)
         codes = {
             step.name: category_codes(parsed.categorical[step.name], step.categories)
             for step in transform.categorical

@@ -45,6 +45,7 @@ class ServeOptions:
     max_rows: int = DEFAULT_MAX_ROWS
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     batch_window_ms: float = 0.0
+    threads: int = 1
 
     def __post_init__(self) -> None:
         self.model_dir = Path(self.model_dir)
@@ -53,7 +54,7 @@ class ServeOptions:
                 f"model directory {str(self.model_dir)!r} does not exist; pass the "
                 "folder written by plumb's train or compress step"
             )
-        for name in ("port", "workers", "max_rows", "max_body_bytes"):
+        for name in ("port", "workers", "max_rows", "max_body_bytes", "threads"):
             if getattr(self, name) < 1:
                 raise PlumbError(f"--{name.replace('_', '-')} must be >= 1")
         if self.grpc_port is not None and self.grpc_port == self.port:
@@ -155,6 +156,7 @@ def build(options: ServeOptions) -> tuple[BoundModelServer, PlumbModel]:
         options.model_dir,
         max_rows=options.max_rows,
         batch_window_ms=options.batch_window_ms,
+        threads=options.threads,
     )
     model.load()
     kserve_model_server.app.add_middleware(

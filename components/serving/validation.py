@@ -44,6 +44,9 @@ class ParsedRows:
     numeric: dict[str, np.ndarray]
     categorical: dict[str, np.ndarray]
     rows: int
+    matrix: np.ndarray | None = None
+    """Every column numeric: all values as one float64 matrix in schema order (the
+    `numeric` arrays are its columns)."""
 
     def to_frame(self, schema: Schema) -> pd.DataFrame:
         """The rows as a raw table in schema column order (for `explain_rows`)."""
@@ -213,7 +216,7 @@ def _number_rows(rows: list[list[Any]], schema: Schema) -> ParsedRows | None:
     numeric = {
         name: matrix[:, index] for index, name in enumerate(schema.feature_names)
     }
-    return ParsedRows(numeric=numeric, categorical={}, rows=len(rows))
+    return ParsedRows(numeric=numeric, categorical={}, rows=len(rows), matrix=matrix)
 
 
 def _dict_columns(
