@@ -215,6 +215,10 @@ def serve(
     threads: Annotated[
         int, typer.Option(help="Model intra-op threads per worker process.")
     ] = 1,
+    latency_log: Annotated[
+        bool,
+        typer.Option(help="Log kserve's timing lines for every request (default off)."),
+    ] = False,
 ) -> None:
     """Serve a model directory with KServe's V1/V2 protocols (the predictor)."""
     from components.serving.server import ServeOptions
@@ -234,6 +238,7 @@ def serve(
             max_body_bytes=max_body_bytes,
             batch_window_ms=batch_window_ms,
             threads=threads,
+            latency_log=latency_log,
         )
     )
 

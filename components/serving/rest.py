@@ -38,6 +38,7 @@ from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
 from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
+from kserve.logging import KSERVE_TRACE_LOGGER_NAME
 from kserve.protocol.infer_type import (
     InferInput,
     InferRequest,
@@ -64,6 +65,16 @@ logger = logging.getLogger(__name__)
 DEFAULT_STARTUP_TIMEOUT_SECONDS = 120.0
 _JSON_CONTENT_TYPES = ("application/json", "")
 _ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+def set_latency_logging(enabled: bool) -> None:
+    """Turn kserve's per-request trace lines (timings of every request) on or off.
+
+    Prometheus metrics at `/metrics` record the same latencies either way; the lines
+    cost a noticeable share of a small request's CPU time.
+    """
+    level = logging.INFO if enabled else logging.WARNING
+    logging.getLogger(KSERVE_TRACE_LOGGER_NAME).setLevel(level)
 
 
 async def client_error_handler(request: Request, exc: Exception) -> Response:
@@ -120,6 +131,7 @@ class PlumbRESTServer(RESTServer):
     def run(self, sockets: list[socket] | None = None) -> None:
         """Serve in a spawned worker: configure plumb's logging there first."""
         setup_logging()
+        set_latency_logging(getattr(self, "latency_logging", True))
         super().run(sockets=sockets)
 
     async def infer_v2(self, model_name: str, request: Request) -> Response:

@@ -25,7 +25,11 @@ from kserve import model_server as kserve_model_server
 from components.common.errors import PlumbError
 from components.serving.errors import RequestTooLargeError, http_status
 from components.serving.model import DEFAULT_MAX_ROWS, PlumbModel
-from components.serving.rest import PlumbRESTServer, PlumbRESTServerMultiProcess
+from components.serving.rest import (
+    PlumbRESTServer,
+    PlumbRESTServerMultiProcess,
+    set_latency_logging,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +50,7 @@ class ServeOptions:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     batch_window_ms: float = 0.0
     threads: int = 1
+    latency_log: bool = False
 
     def __post_init__(self) -> None:
         self.model_dir = Path(self.model_dir)
@@ -87,6 +92,8 @@ class BoundModelServer(ModelServer):
             if rest_server is not None:
                 rest_server.__class__ = PlumbRESTServer
                 rest_server.config.host = self.host
+                rest_server.latency_logging = self.enable_latency_logging
+        set_latency_logging(self.enable_latency_logging)
         logger.info("Model server listening on http://%s:%d", self.host, self.http_port)
         super().setup_event_loop()
 
@@ -168,6 +175,7 @@ def build(options: ServeOptions) -> tuple[BoundModelServer, PlumbModel]:
         grpc_port=options.grpc_port or 8081,
         enable_grpc=options.grpc_port is not None,
         workers=options.workers,
+        enable_latency_logging=options.latency_log,
     )
     if options.workers > 1:
         # Each worker is a spawned process that re-imports kserve's app without this
