@@ -238,19 +238,43 @@ def _http_request(
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far; NaN without Linux /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _cpu_seconds_at(moment: float, pid: int) -> float:
+    await asyncio.sleep(max(0.0, moment - time.perf_counter()))
+    return _cpu_seconds(pid)
+
+
 async def _load(
-    port: int, request: bytes, concurrency: int, seconds: float, warmup: float
+    port: int,
+    request: bytes,
+    concurrency: int,
+    seconds: float,
+    warmup: float,
+    server_pid: int,
 ) -> dict:
     begin = time.perf_counter()
     record_from = begin + warmup
     stop_at = record_from + seconds
+    cpu_from = asyncio.create_task(_cpu_seconds_at(record_from, server_pid))
     results = await asyncio.gather(
         *[_client(port, request, stop_at, record_from) for _ in range(concurrency)]
     )
+    server_cpu = _cpu_seconds(server_pid) - await cpu_from
     latencies = sorted(value for part, _ in results for value in part)
     errors = sum(count for _, count in results)
     return {
         "requests": len(latencies),
+        # Server CPU per request: on a shared machine this moves far less with other
+        # work than throughput does, and 1 / it is the capacity of one core.
+        "cpu_ms_per_request": 1000 * server_cpu / max(len(latencies), 1),
         "errors": errors,
         "seconds": seconds,
         "p50_ms": 1000 * latencies[len(latencies) // 2] if latencies else float("nan"),
@@ -331,7 +355,7 @@ def _run_scenario(
         _wait_ready(port, server)
         load = subprocess.run(
             [sys.executable, "-m", "bench.serving", "_load", str(port), str(body_path)]
-            + [str(scenario.concurrency), str(seconds), str(warmup)],
+            + [str(scenario.concurrency), str(seconds), str(warmup), str(server.pid)],
             capture_output=True,
             text=True,
             check=True,
@@ -412,14 +436,15 @@ def _report(
     print(f"plumb serving benchmark on 127.0.0.1 ({cpus} CPUs visible)")
     header = (
         f"{'scenario':34} {'req/s':>9} {'rows/s':>10} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'errors':>6}"
+        f"{'cpu ms/req':>10} {'errors':>6}"
     )
     print(header)
     print("-" * len(header))
     for name, result in results.items():
         print(
             f"{name:34} {result['requests_per_s']:9.0f} {result['rows_per_s']:10.0f} "
-            f"{result['p50_ms']:8.2f} {result['p99_ms']:8.2f} {result['errors']:6d}"
+            f"{result['p50_ms']:8.2f} {result['p99_ms']:8.2f} "
+            f"{result['cpu_ms_per_request']:10.3f} {result['errors']:6d}"
         )
     print("\nmodel only, in-process (rows/s):")
     for name, value in model_only.items():
@@ -449,6 +474,19 @@ def _report(
             "",
         ),
         (
+            "torch / int8 server CPU per request, 1 row",
+            torch_["cpu_ms_per_request"] / int8["cpu_ms_per_request"],
+            "x",
+            "",
+        ),
+        (
+            "torch / int8 server CPU per request, 1000",
+            torch_batch["cpu_ms_per_request"]
+            / batches["V1 JSON rows"]["cpu_ms_per_request"],
+            "x",
+            "",
+        ),
+        (
             "int8 / torch eager fp32, model only, 1 row",
             model_only["plumb int8, 1 row(s)"]
             / model_only["torch eager fp32, 1 row(s)"],
@@ -473,6 +511,12 @@ def _report(
             int8["p50_ms"] / floor["p50_ms"],
             "x",
             "<= 1.3x",
+        ),
+        (
+            "int8 / no-op server CPU per request, 1 row",
+            int8["cpu_ms_per_request"] / floor["cpu_ms_per_request"],
+            "x",
+            "",
         ),
     ]
     for name, batch in batches.items():
@@ -500,7 +544,7 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "_serve":
         _serve(sys.argv[2], Path(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]))
     elif len(sys.argv) > 1 and sys.argv[1] == "_load":
-        port, request_path, concurrency, seconds, warmup = sys.argv[2:7]
+        port, request_path, concurrency, seconds, warmup, server_pid = sys.argv[2:8]
         outcome = asyncio.run(
             _load(
                 int(port),
@@ -508,6 +552,7 @@ if __name__ == "__main__":
                 int(concurrency),
                 float(seconds),
                 float(warmup),
+                int(server_pid),
             )
         )
         print(json.dumps(outcome))
