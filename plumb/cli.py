@@ -214,6 +214,13 @@ def serve(
         float,
         typer.Option(help="Coalesce concurrent requests for this long (0: off)."),
     ] = 0.0,
+    threads: Annotated[
+        int, typer.Option(help="Model intra-op threads per worker process.")
+    ] = 1,
+    latency_log: Annotated[
+        bool,
+        typer.Option(help="Log kserve's timing lines for every request (default off)."),
+    ] = False,
 ) -> None:
     """Serve a model directory with KServe's V1/V2 protocols (the predictor)."""
     from components.serving.server import ServeOptions
@@ -232,6 +239,8 @@ def serve(
             max_rows=max_rows,
             max_body_bytes=max_body_bytes,
             batch_window_ms=batch_window_ms,
+            threads=threads,
+            latency_log=latency_log,
         )
     )
 

@@ -568,8 +568,11 @@ class DeploymentConfig(_Section):
     """Where KServe's request logger posts every request and response (the drift
     monitor). None disables the logger."""
 
-    model_format: str = "onnx"
-    """`modelFormat.name` the ServingRuntime declares; KServe picks the runtime by it."""
+    model_format: Literal["auto", "onnx", "tflite"] = "auto"
+    """`modelFormat.name` of the InferenceService; KServe picks the ServingRuntime that
+    declares it (`plumb-onnx` declares both). `auto` takes the format the model
+    directory's `metadata.json` records (onnx for PyTorch, tflite for TensorFlow); a
+    fixed value must match that format."""
 
     scale_target: int | None = Field(None, ge=1)
     """Autoscaling target per replica, in the unit of `scale_metric` (e.g. 10 concurrent

@@ -41,9 +41,23 @@ _PRIMITIVES = {"str": str, "int": int, "bool": bool, "float": float, "object": o
 
 
 def build_inference_service(
-    config: DeploymentConfig, *, storage_uri: str, model_version: str | None = None
+    config: DeploymentConfig,
+    *,
+    storage_uri: str,
+    model_version: str | None = None,
+    model_format: str | None = None,
 ) -> V1beta1InferenceService:
-    """Build the InferenceService for the model directory at `storage_uri`."""
+    """Build the InferenceService for the model directory at `storage_uri`.
+
+    Args:
+        config: The deployment section.
+        storage_uri: Where the cluster finds the model directory.
+        model_version: Recorded as the `plumb.dev/model-version` label.
+        model_format: `modelFormat.name`, as `lib.resolve_model_format` found it; None
+            takes `config.model_format` (`auto` meaning onnx).
+    """
+    if model_format is None:
+        model_format = "onnx" if config.model_format == "auto" else config.model_format
     labels = {"app.kubernetes.io/part-of": "plumb"}
     if model_version:
         labels["plumb.dev/model-version"] = model_version
@@ -55,17 +69,21 @@ def build_inference_service(
     )
     canary = config.canary_traffic_percent
     if canary is None:
-        spec = V1beta1InferenceServiceSpec(predictor=_predictor(config, storage_uri))
+        spec = V1beta1InferenceServiceSpec(
+            predictor=_predictor(config, storage_uri, model_format=model_format)
+        )
     elif config.deployment_mode == "Knative":
-        predictor = _predictor(config, storage_uri)
+        predictor = _predictor(config, storage_uri, model_format=model_format)
         predictor.canary_traffic_percent = canary
         spec = V1beta1InferenceServiceSpec(predictor=predictor)
     else:
         assert config.stable_storage_uri is not None  # checked by DeploymentConfig
-        canary_predictor = _predictor(config, storage_uri)
+        canary_predictor = _predictor(config, storage_uri, model_format=model_format)
         canary_predictor.name = config.canary_name
         spec = V1beta1InferenceServiceSpec(
-            predictor=_predictor(config, config.stable_storage_uri),
+            predictor=_predictor(
+                config, config.stable_storage_uri, model_format=model_format
+            ),
             canary=[
                 kserve.models.V1beta1CanarySpec(
                     predictor=canary_predictor, traffic_percent=canary
@@ -77,7 +95,9 @@ def build_inference_service(
     )
 
 
-def _predictor(config: DeploymentConfig, storage_uri: str) -> V1beta1PredictorSpec:
+def _predictor(
+    config: DeploymentConfig, storage_uri: str, *, model_format: str
+) -> V1beta1PredictorSpec:
     logger = (
         V1beta1LoggerSpec(mode="all", url=config.logger_url)
         if config.logger_url
@@ -97,7 +117,7 @@ def _predictor(config: DeploymentConfig, storage_uri: str) -> V1beta1PredictorSp
             seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
         ),
         model=V1beta1ModelSpec(
-            model_format=V1beta1ModelFormat(name=config.model_format),
+            model_format=V1beta1ModelFormat(name=model_format),
             runtime=config.runtime,
             storage_uri=storage_uri,
             resources=_resources(config),

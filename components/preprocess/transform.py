@@ -124,7 +124,7 @@ class Transform:
 
     def encode(
         self,
-        numeric: Mapping[str, np.ndarray],
+        numeric: Mapping[str, np.ndarray] | np.ndarray,
         codes: Mapping[str, np.ndarray],
         *,
         rows: int,
@@ -132,7 +132,8 @@ class Transform:
         """Build the float32 matrix from parsed columns (the part `apply` shares).
 
         Args:
-            numeric: Raw float64 values per numeric column, NaN where missing.
+            numeric: Raw float64 values per numeric column, NaN where missing; or one
+                `[rows, numeric columns]` matrix in the order of `self.numeric`.
             codes: Category index per categorical column, `len(categories)` for
                 unseen or missing values (see `category_codes`).
             rows: Number of rows.
@@ -140,7 +141,10 @@ class Transform:
         out = np.zeros((rows, self.width), dtype=np.float32)
         if self.numeric:
             medians, means, scales = self._numeric_parameters
-            values = np.column_stack([numeric[step.name] for step in self.numeric])
+            if isinstance(numeric, np.ndarray):
+                values = numeric
+            else:
+                values = np.column_stack([numeric[step.name] for step in self.numeric])
             values = np.where(np.isnan(values), medians, values)
             with np.errstate(over="ignore"):  # clipped on the next line
                 scaled = (values - means) / scales
