@@ -13,6 +13,7 @@ TensorFlow is imported lazily, so the PyTorch path never pays for it.
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,8 +87,15 @@ def train_and_export_tf(
     if config.workers == 1:
         from components.train.tf_fit import export_network, fit_network
 
-        result = fit_network(config, arrays=arrays, task=schema.task)
+        run_dir = out / "run"
+        result = fit_network(
+            config,
+            arrays=arrays,
+            task=schema.task,
+            checkpoint_dir=run_dir / "checkpoints",
+        )
         export_network(config, result=result, task=schema.task, model_dir=out)
+        shutil.rmtree(run_dir, ignore_errors=True)
         metrics = result.metrics()
     else:
         from components.train.tf_workers import run_workers
