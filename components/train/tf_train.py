@@ -84,7 +84,13 @@ def train_and_export_tf(
     out = Path(model_dir)
     out.mkdir(parents=True, exist_ok=True)
 
-    if config.workers == 1:
+    if config.backend == "tfjob":
+        from components.train.cluster import run_tfjob_training
+
+        metrics = run_tfjob_training(
+            config, arrays=arrays, task=schema.task, model_dir=out
+        )
+    elif config.workers == 1:
         from components.train.tf_fit import export_network, fit_network
 
         run_dir = out / "run"

@@ -98,7 +98,7 @@ def run_workers(
             config.max_restarts,
         )
     metrics = read_json(job_dir / METRICS_FILE)
-    metrics["replica_max_weight_diff"] = _replica_weight_diff(
+    metrics["replica_max_weight_diff"] = replica_weight_diff(
         job_dir, workers=config.workers
     )
     metrics["restarts"] = restarts
@@ -274,7 +274,8 @@ def _failure(failed: list[_Worker], *, job_dir: Path) -> tuple[PlumbError, bool]
     return error, False
 
 
-def _replica_weight_diff(job_dir: Path, *, workers: int) -> float:
+def replica_weight_diff(job_dir: Path, *, workers: int) -> float:
+    """Largest absolute difference between any worker's final weights and the chief's."""
     chief = np.load(job_dir / WEIGHTS_FILE.format(rank=0))
     largest = 0.0
     for rank in range(1, workers):
