@@ -27,6 +27,7 @@ from components.common.errors import ConfigError, PlumbError
 from components.common.model_runtime import load_model
 from components.preprocess.lib import PreparedData
 from components.train.launch import (
+    launch_local,
     rendezvous_port,
     run_process_group,
     torchrun_command,
@@ -40,6 +41,7 @@ from components.train.loop import (
     fit,
     roc_auc,
 )
+from components.train.worker import WorkerSpec
 
 WORKER_MARK = "components.train.worker"
 
@@ -268,6 +270,32 @@ def test_nan_loss_stops_with_likely_cause(
     training = quick_config(training={"workers": 1, "epochs": 2}).training
     with pytest.raises(NonFiniteLossError, match="learning_rate=.*NaN in"):
         fit(training, data, task="binary", run_dir=tmp_path, context=WorkerContext())
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_nan_loss_under_torchrun_fails_once_and_leaves_no_worker(
+    tmp_path: Path,
+    prepared_breast_cancer: PreparedData,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A worker's NaN loss ends the group without restarts; the cause reaches the caller."""
+    data = _in_process_data(prepared_breast_cancer)
+    data.train_x = data.train_x.copy()
+    data.train_x[:, 0] = np.nan
+    data.save(tmp_path / "data")
+    training = quick_config(training={**DDP_TRAINING, "epochs": 3}).training
+    spec = WorkerSpec(
+        training=training.model_dump(),
+        task="binary",
+        data_dir=str(tmp_path / "data"),
+        run_dir=str(tmp_path / "run"),
+    )
+    with pytest.raises(PlumbError, match="loss became nan in epoch 1.*NaN in"):
+        launch_local(spec, training=training)
+    # Bad input is not retried: each of the 2 ranks stopped once, in one attempt.
+    assert capfd.readouterr().err.count("Training stopped: training loss became") == 2
+    assert _worker_processes(with_launcher=True) == []
 
 
 def test_workers_below_one_is_rejected() -> None:

@@ -151,6 +151,32 @@ def test_too_few_rows_for_workers_is_rejected(
         )
 
 
+def test_gpus_asked_without_gpus_is_refused_or_falls_back(
+    tmp_path: Path, prepared_breast_cancer: PreparedData, preprocessed_dir: Path
+) -> None:
+    """No GPU visible to TensorFlow: an error naming the fix, or a warning if allowed."""
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("checks the no-GPU path")
+    with pytest.raises(PlumbError, match="finds 0 GPU.*gpu_fallback_to_cpu"):
+        _train(
+            prepared_breast_cancer, preprocessed_dir, tmp_path / "g", gpus_per_worker=1
+        )
+    assert not (tmp_path / "g").exists()
+    with pytest.warns(UserWarning, match="training on the CPU instead"):
+        metrics = _train(
+            prepared_breast_cancer,
+            preprocessed_dir,
+            tmp_path / "fallback",
+            gpus_per_worker=1,
+            gpu_fallback_to_cpu=True,
+            workers=1,
+            epochs=2,
+        )
+    assert metrics["epochs"] == 2
+
+
 def _worker_processes() -> list[int]:
     """PIDs of tf_workers processes started by this test process."""
     marker = f"--parent-pid\0{os.getpid()}\0"
