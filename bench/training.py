@@ -10,6 +10,9 @@ Run: `python -m bench.training [--quick]`. Prints, measured side by side in one 
   one: the per-epoch validation pass, the checkpoint and the sampler.
 `run()` returns the same figures as a dict (the ratios are `two_vs_one_workers` and
 `plumb_overhead`), with the load average before and after, for a harness to collect.
+On a shared machine the workers ratio is bounded by what 2 processes get at all: the
+benchmark also measures 2 independent one-thread matmul processes against 1
+(`parallel_ceiling_*`, about 2.0 on 2 idle cores) before and after.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import multiprocessing
 import os
 import tempfile
 import time
@@ -121,6 +125,7 @@ def run(*, quick: bool = False) -> dict[str, float]:
         epochs=epochs, early_stopping_patience=0, workers=1, seed=7
     )
     load_before = os.getloadavg()[0]
+    ceiling_before = parallel_ceiling()
     # Both single-process loops get one intra-op thread, like each torchrun worker.
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
@@ -150,6 +155,8 @@ def run(*, quick: bool = False) -> dict[str, float]:
         "plumb_overhead": plain / plumb - 1 if plumb > 0 else math.inf,
         "load_average_before": load_before,
         "load_average_after": os.getloadavg()[0],
+        "parallel_ceiling_before": ceiling_before,
+        "parallel_ceiling_after": parallel_ceiling(),
     }
 
 
@@ -177,8 +184,41 @@ def report(figures: dict[str, float]) -> str:
             f"load average (1 min)             {figures['load_average_before']:>12.2f} "
             f"before, {figures['load_average_after']:.2f} after, on "
             f"{os.cpu_count()} CPUs",
+            f"2 busy processes / 1 (ceiling)   "
+            f"{figures['parallel_ceiling_before']:>12.2f}x before, "
+            f"{figures['parallel_ceiling_after']:.2f}x after (no communication)",
         ]
     )
+
+
+def _matmul_loop(seconds: float, results: multiprocessing.Queue) -> None:
+    """One thread of dense float32 work for `seconds`; report products per second."""
+    torch.set_num_threads(1)
+    a, b = torch.randn(256, 256), torch.randn(256, 256)
+    done, deadline = 0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        torch.mm(a, b)
+        done += 1
+    results.put(done / seconds)
+
+
+def parallel_ceiling(seconds: float = 5.0) -> float:
+    """Throughput of 2 independent one-thread processes over 1: what this machine (and
+    whatever else runs on it now) allows 2 workers without any communication."""
+    context = multiprocessing.get_context("spawn")
+    rates = []
+    for processes in (1, 2):
+        results: multiprocessing.Queue = context.Queue()
+        workers = [
+            context.Process(target=_matmul_loop, args=(seconds, results))
+            for _ in range(processes)
+        ]
+        for worker in workers:
+            worker.start()
+        rates.append(sum(results.get() for _ in workers))
+        for worker in workers:
+            worker.join()
+    return rates[1] / rates[0]
 
 
 def main() -> None:
