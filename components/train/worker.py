@@ -115,7 +115,7 @@ def _attempt_store(context: WorkerContext) -> dist.Store | None:
     bootstrap keys (each rank's listening address) are the same names in every
     attempt, so a restarted rank that reads its peer's key before the peer has
     rewritten it gets the killed attempt's address and fails with "Connection
-    refused"; the stale barrier counters can also stall it. Upstream:
+    refused". Upstream:
     https://github.com/pytorch/pytorch/issues/135712 (the per-round store server its
     fix created is reused again in 2.13). Prefixing the keys with the restart count,
     which one torchrun agent gives all its workers, keeps attempts apart.
