@@ -162,9 +162,7 @@ def test_training_job_pods_are_restricted_and_sized(volume_claim: str | None) ->
     training = _training(volume_claim=volume_claim).training
     pods = _trainjob_pods(render_trainjob(training, name="t", spec_path="/s.json"))
     pods += _v1_job_pods(render_pytorchjob(training, name="t", spec_path="/s.json"))
-    pods += _v1_job_pods(
-        render_tfjob(training, name="t", command=["python", "-m", "x"])
-    )
+    pods += _v1_job_pods(render_tfjob(training, name="t", job_dir="/mnt/plumb/t"))
     assert len(pods) == 4  # TrainJob, PyTorchJob Master and Worker, TFJob Worker
     for where, pod, containers in pods:
         assert checks.restricted_violations(where, pod, containers, runtime=False) == []
