@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from components.common.artifacts import read_json, write_json
 from components.common.config import PlumbConfig
@@ -131,10 +132,13 @@ def _outside_inputs(stage: str, config: PlumbConfig) -> dict[str, Any] | None:
         incumbent = config.evaluation.incumbent_model_dir
         if incumbent is None:
             return {}
-        if not Path(incumbent).is_dir():
-            # A remote incumbent (s3://, gs://, ...) cannot be hashed here.
+        parsed = urlparse(incumbent)
+        if parsed.scheme not in ("", "file"):
+            # A remote incumbent (s3://, gs://, ...) cannot be hashed from here.
             return None
-        return {"incumbent": tree_digest(Path(incumbent))}
+        path = Path(parsed.path if parsed.scheme == "file" else incumbent)
+        # A missing folder fails the evaluate task, which then stores nothing.
+        return {"incumbent": tree_digest(path) if path.is_dir() else "missing"}
     return {}
 
 
