@@ -437,6 +437,17 @@ def bench_drift(section: Section, *, quick: bool, repeats: int) -> None:
             if name == DRIFT_FAST and not quick:
                 extra = {"goal": Goal("<=", 10.0), "comparison": "plain Evidently"}
             section.add(f"drift check: {name}", _number(seconds), "s", **extra)
+        plain = section.figures.get(
+            "drift check: plain Evidently DataDriftPreset Report"
+        )
+        fast = section.figures.get(f"drift check: {DRIFT_FAST}")
+        if plain and fast and plain.values and fast.values:
+            section.add(
+                "plain Evidently / plumb (html_reports: false)",
+                plain.values[-1] / fast.values[-1],
+                "x faster",
+                comparison="plain Evidently DataDriftPreset Report",
+            )
 
     command = _python("bench.drift", *(["--quick"] if quick else []))
     _repeat(section, repeats, command, parse, env=child_env())

@@ -7,6 +7,44 @@ from typing import Any
 
 from components.common.artifacts import read_json
 
+HOW_TO_RUN = """\
+Reproduce with `python -m bench` (full mode, the figures below; about 15-20 minutes on
+2 cores) or `python -m bench --quick` (small sizes, one repeat, for development). Each
+section runs its command in a child process, repeats it, and keeps every value and the
+median; `--sections pipeline,drift` picks sections, `--repeats N` overrides the repeats.
+Results are written to `bench/results/<date>-<mode>.json`; `python -m bench --render
+FILE` writes this page from one. Goals are the issue's; "x the goal" is median / goal.
+
+"""
+
+SECTION_ROWS = [
+    (
+        "pipeline",
+        "`plumb run`, all 336,776 flights rows: cold (empty cache), then again",
+        "goals <= 180 s cold, <= 20 s re-run",
+    ),
+    (
+        "training",
+        "`python -m bench.training`",
+        "1 vs 2 torchrun workers; plumb loop vs a plain torch loop",
+    ),
+    (
+        "compression",
+        "`python -m bench.compression`",
+        "every candidate vs the float32 ONNX model",
+    ),
+    (
+        "serving",
+        "`python -m bench.serving`; `plumb serve` peak RSS",
+        "int8 predictor vs torch eager fp32 vs a no-op model, same server",
+    ),
+    (
+        "drift",
+        "`python -m bench.drift`",
+        "plumb's drift check vs plain Evidently; events/s into the monitor",
+    ),
+]
+
 SHARED_MACHINE_NOTE = (
     "The machine was shared with other engineers' builds and tests while this ran "
     "(load average {load} at the start on {cores} cores), so absolute times are "
@@ -34,7 +72,10 @@ def _goal(figure: dict[str, Any]) -> str:
     if not goal:
         return ""
     verdict = "met" if figure["goal_met"] else "**not met**"
-    return f"{goal['op']} {_format(goal['target'], figure['unit'])}: {verdict}"
+    ratio = ""
+    if figure["median"] is not None and goal["target"]:
+        ratio = f" ({figure['median'] / goal['target']:.2f}x the goal)"
+    return f"{goal['op']} {_format(goal['target'], figure['unit'])}: {verdict}{ratio}"
 
 
 def render_markdown(results: dict[str, Any], *, source: str | None = None) -> str:
@@ -42,7 +83,15 @@ def render_markdown(results: dict[str, Any], *, source: str | None = None) -> st
     info = results["machine"]
     load = ", ".join(f"{x:.1f}" for x in info.get("load_average_at_start", []))
     lines = [
-        f"# plumb benchmarks ({results['mode']} mode)",
+        "# plumb benchmarks",
+        "",
+        HOW_TO_RUN.strip(),
+        "",
+        "| section | command | comparison |",
+        "|---|---|---|",
+        *(f"| {a} | {b} | {c} |" for a, b, c in SECTION_ROWS),
+        "",
+        f"## Results ({results['mode']} mode)",
         "",
         f"- date: {results['date']}; commit {results.get('git_commit') or '?'}",
         f"- machine: {info['cores']} cores, {info['cpu_model']}, "
@@ -59,7 +108,7 @@ def render_markdown(results: dict[str, Any], *, source: str | None = None) -> st
     for name, section in results["sections"].items():
         lines += [
             "",
-            f"## {name}",
+            f"### {name}",
             "",
             f"{section['repeats']} repeat(s), {section['seconds']:.0f} s. "
             "Median over the repeats; every value in brackets.",
