@@ -197,7 +197,7 @@ async def _load(
 
 def _prepare_models(workdir: Path, *, epochs: int) -> dict[str, Path]:
     from components.common.config import PlumbConfig
-    from components.compress.lib import quantize_dynamic_int8
+    from components.compress.onnx_quantize import quantize_model_dir
     from components.preprocess.lib import prepare, write_prepared
     from components.preprocess.split import SPLITS
     from components.train.lib import train_and_export
@@ -220,7 +220,7 @@ def _prepare_models(workdir: Path, *, epochs: int) -> dict[str, Path]:
         model_dir=fp32,
     )
     int8 = workdir / "int8"
-    quantize_dynamic_int8(fp32, int8)
+    quantize_model_dir(fp32, int8, mode="dynamic", work_dir=workdir)
     return {"fp32": fp32, "int8": int8}
 
 
