@@ -298,7 +298,12 @@ class StageCache:
             entry = stage_dir / key
             if entry.exists():
                 shutil.rmtree(entry)
-            staging.rename(entry)
+            try:
+                staging.rename(entry)
+            except OSError:
+                if not entry.is_dir():
+                    raise
+                # Another run stored the same key meanwhile; keep its entry.
         finally:
             if staging.exists():
                 shutil.rmtree(staging)
