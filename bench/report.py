@@ -135,7 +135,10 @@ def render_markdown(results: dict[str, Any], *, source: str | None = None) -> st
 
 def render_file(results_path: Path, output: Path | None = None) -> str:
     """Render `results_path`; also write the Markdown to `output` when given."""
-    text = render_markdown(read_json(results_path), source=str(results_path))
+    source = results_path.resolve()
+    root = Path(__file__).resolve().parent.parent
+    shown = source.relative_to(root) if source.is_relative_to(root) else source
+    text = render_markdown(read_json(results_path), source=str(shown))
     if output is not None:
         output.write_text(text, encoding="utf-8")
     return text
