@@ -8,8 +8,10 @@ from typing import Any
 from components.common.artifacts import read_json
 
 HOW_TO_RUN = """\
-Reproduce with `python -m bench` (full mode, the figures below; about 15-20 minutes on
-2 cores) or `python -m bench --quick` (small sizes, one repeat, for development). Each
+Reproduce with `python -m bench` (full mode, the figures below; 14 minutes on 2 busy
+cores) or `python -m bench --quick` (breast-cancer pipeline and the scripts' `--quick`
+sizes, one repeat; 11 minutes on the same busy machine, not yet the 2 minutes aimed
+for: each script trains its own model and starts its own processes). Each
 section runs its command in a child process, repeats it, and keeps every value and the
 median; `--sections pipeline,drift` picks sections, `--repeats N` overrides the repeats.
 Results are written to `bench/results/<date>-<mode>.json`; `python -m bench --render
