@@ -8,6 +8,11 @@ Run: `python -m bench.training [--quick]`. Prints, measured side by side in one 
   (same network, data, batch size, epochs and one intra-op thread each), and plumb's
   overhead (goal: <= 10%). Plumb's figure includes what its loop does beyond the plain
   one: the per-epoch validation pass, the checkpoint and the sampler.
+`run()` returns the same figures as a dict (the ratios are `two_vs_one_workers` and
+`plumb_overhead`), with the load average before and after, for a harness to collect.
+On a shared machine the workers ratio is bounded by what 2 processes get at all: the
+benchmark also measures 2 independent one-thread matmul processes against 1
+(`parallel_ceiling_*`, about 2.0 on 2 idle cores) before and after.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import multiprocessing
 import os
 import tempfile
 import time
@@ -105,20 +111,21 @@ def plumb_torchrun(
     return metrics["rows_per_second"], time.perf_counter() - started
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--quick", action="store_true", help="80,000 rows (default: every row)"
-    )
-    args = parser.parse_args()
-    # The torchrun workers read the level from the environment.
-    os.environ.setdefault("PLUMB_LOG_LEVEL", "WARNING")
-    setup_logging()
-    max_rows, epochs = (80_000, 3) if args.quick else (None, 3)
+def run(*, quick: bool = False) -> dict[str, float]:
+    """Measure the four loops side by side; return the figures and their ratios.
+
+    Returns:
+        `two_vs_one_workers` (goal >= 1.6), `plumb_overhead` (plain / plumb - 1, goal
+        <= 0.10), the four rows/s figures, the torchrun wall seconds, and the 1-minute
+        load average before and after the measurements (the machine may be shared).
+    """
+    max_rows, epochs = (80_000, 3) if quick else (None, 3)
     data = load_flights(max_rows)
     training = TrainingConfig(
         epochs=epochs, early_stopping_patience=0, workers=1, seed=7
     )
+    load_before = os.getloadavg()[0]
+    ceiling_before = parallel_ceiling()
     # Both single-process loops get one intra-op thread, like each torchrun worker.
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
@@ -134,23 +141,96 @@ def main() -> None:
         two, two_wall = plumb_torchrun(
             training.model_copy(update={"workers": 2}), data, root / "w2"
         )
+    return {
+        "training_rows": float(len(data.train_x)),
+        "epochs": float(epochs),
+        "batch_size": float(training.batch_size_for(len(data.train_x))),
+        "plain_rows_per_second": plain,
+        "plumb_rows_per_second": plumb,
+        "one_worker_rows_per_second": one,
+        "two_workers_rows_per_second": two,
+        "one_worker_wall_seconds": one_wall,
+        "two_workers_wall_seconds": two_wall,
+        "two_vs_one_workers": two / one,
+        "plumb_overhead": plain / plumb - 1 if plumb > 0 else math.inf,
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg()[0],
+        "parallel_ceiling_before": ceiling_before,
+        "parallel_ceiling_after": parallel_ceiling(),
+    }
 
-    rows = len(data.train_x)
-    print(
-        f"flights: {rows:,} training rows x {epochs} epochs, "
-        f"batch {training.batch_size_for(rows)}"
+
+def report(figures: dict[str, float]) -> str:
+    """The printed table of `run`'s figures."""
+    rows = figures["training_rows"]
+    return "\n".join(
+        [
+            f"flights: {rows:,.0f} training rows x {figures['epochs']:.0f} epochs, "
+            f"batch {figures['batch_size']:.0f} per worker",
+            f"plain torch loop, 1 process      "
+            f"{figures['plain_rows_per_second']:>12,.0f} rows/s",
+            f"plumb loop, in-process           "
+            f"{figures['plumb_rows_per_second']:>12,.0f} rows/s",
+            f"plumb, torchrun 1 worker         "
+            f"{figures['one_worker_rows_per_second']:>12,.0f} rows/s  "
+            f"({figures['one_worker_wall_seconds']:.1f} s wall)",
+            f"plumb, torchrun 2 workers        "
+            f"{figures['two_workers_rows_per_second']:>12,.0f} rows/s  "
+            f"({figures['two_workers_wall_seconds']:.1f} s wall)",
+            f"2 workers / 1 worker             "
+            f"{figures['two_vs_one_workers']:>12.2f}x  (goal >= 1.6x)",
+            f"plumb overhead vs plain loop     "
+            f"{figures['plumb_overhead']:>12.1%}  (goal <= 10%)",
+            f"load average (1 min)             {figures['load_average_before']:>12.2f} "
+            f"before, {figures['load_average_after']:.2f} after, on "
+            f"{os.cpu_count()} CPUs",
+            f"2 busy processes / 1 (ceiling)   "
+            f"{figures['parallel_ceiling_before']:>12.2f}x before, "
+            f"{figures['parallel_ceiling_after']:.2f}x after (no communication)",
+        ]
     )
-    print(f"plain torch loop, 1 process      {plain:>12,.0f} rows/s")
-    print(f"plumb loop, in-process           {plumb:>12,.0f} rows/s")
-    print(
-        f"plumb, torchrun 1 worker         {one:>12,.0f} rows/s  ({one_wall:.1f} s wall)"
+
+
+def _matmul_loop(seconds: float, results: multiprocessing.Queue) -> None:
+    """One thread of dense float32 work for `seconds`; report products per second."""
+    torch.set_num_threads(1)
+    a, b = torch.randn(256, 256), torch.randn(256, 256)
+    done, deadline = 0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        torch.mm(a, b)
+        done += 1
+    results.put(done / seconds)
+
+
+def parallel_ceiling(seconds: float = 5.0) -> float:
+    """Throughput of 2 independent one-thread processes over 1: what this machine (and
+    whatever else runs on it now) allows 2 workers without any communication."""
+    context = multiprocessing.get_context("spawn")
+    rates = []
+    for processes in (1, 2):
+        results: multiprocessing.Queue = context.Queue()
+        workers = [
+            context.Process(target=_matmul_loop, args=(seconds, results))
+            for _ in range(processes)
+        ]
+        for worker in workers:
+            worker.start()
+        rates.append(sum(results.get() for _ in workers))
+        for worker in workers:
+            worker.join()
+    return rates[1] / rates[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="80,000 rows (default: every row)"
     )
-    print(
-        f"plumb, torchrun 2 workers        {two:>12,.0f} rows/s  ({two_wall:.1f} s wall)"
-    )
-    overhead = plain / plumb - 1 if plumb > 0 else math.inf
-    print(f"2 workers / 1 worker             {two / one:>12.2f}x  (goal >= 1.6x)")
-    print(f"plumb overhead vs plain loop     {overhead:>12.1%}  (goal <= 10%)")
+    args = parser.parse_args()
+    # The torchrun workers read the level from the environment.
+    os.environ.setdefault("PLUMB_LOG_LEVEL", "WARNING")
+    setup_logging()
+    print(report(run(quick=args.quick)))
 
 
 if __name__ == "__main__":

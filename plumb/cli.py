@@ -20,7 +20,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from components.common.config import PlumbConfig, load_config
+from components.common.config import PlumbConfig, load_config, parse_override_value
 from components.common.errors import PlumbError
 from components.common.logs import setup_logging
 
@@ -62,7 +62,9 @@ def _parse_sets(pairs: list[str]) -> dict[str, Any]:
             raise PlumbError(
                 f"--set expects KEY=VALUE (e.g. training.epochs=3), got {pair!r}"
             )
-        overrides[key.strip()] = yaml.safe_load(text) if text else text
+        overrides[key.strip()] = (
+            parse_override_value(text, where=f"--set {key.strip()}") if text else text
+        )
     return overrides
 
 
@@ -222,7 +224,7 @@ def serve(
     ] = False,
     workers: Annotated[int, typer.Option(help="Uvicorn worker processes.")] = 1,
     max_rows: Annotated[
-        int, typer.Option(help="Most rows per request; more is HTTP 400.")
+        int, typer.Option(help="Most rows per request; more is HTTP 413.")
     ] = 10_000,
     max_body_bytes: Annotated[
         int, typer.Option(help="Largest request body; more is HTTP 413.")
@@ -231,6 +233,13 @@ def serve(
         float,
         typer.Option(help="Coalesce concurrent requests for this long (0: off)."),
     ] = 0.0,
+    threads: Annotated[
+        int, typer.Option(help="Model intra-op threads per worker process.")
+    ] = 1,
+    latency_log: Annotated[
+        bool,
+        typer.Option(help="Log kserve's timing lines for every request (default off)."),
+    ] = False,
 ) -> None:
     """Serve a model directory with KServe's V1/V2 protocols (the predictor)."""
     from components.serving.server import ServeOptions
@@ -249,6 +258,8 @@ def serve(
             max_rows=max_rows,
             max_body_bytes=max_body_bytes,
             batch_window_ms=batch_window_ms,
+            threads=threads,
+            latency_log=latency_log,
         )
     )
 
@@ -256,8 +267,11 @@ def serve(
 @app.command("config")
 def show_config(config: ConfigOption = None) -> None:
     """Validate the config and print it with every default filled in."""
+    from components.preprocess.datasets import resolve_builtin
+
     settings = _load(config, {})
-    console.print(yaml.safe_dump(settings.model_dump(), sort_keys=False), end="")
+    shown = settings.model_copy(update={"data": resolve_builtin(settings.data)})
+    console.print(yaml.safe_dump(shown.model_dump(), sort_keys=False), end="")
 
 
 @app.command()

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 
 def _plumb(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -126,3 +127,15 @@ def test_config_prints_resolved_defaults(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     for section in ("data:", "training:", "compression:", "evaluation:", "deployment:"):
         assert section in result.stdout
+
+
+def test_config_shows_builtin_dataset_choices(tmp_path: Path) -> None:
+    """For a built-in dataset, `plumb config` shows the target and split it will use."""
+    (tmp_path / "plumb.yaml").write_text("data:\n  dataset: credit\n", encoding="utf-8")
+    result = _plumb("config", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    data = yaml.safe_load(result.stdout)["data"]
+    assert data["target"] == "Status"
+    assert data["positive_class"] == "bad"
+    assert "Income" in data["features"]
+    assert data["split"]["test_fraction"] == pytest.approx(0.15)

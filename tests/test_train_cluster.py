@@ -9,7 +9,10 @@ can run here, so `create_and_wait` and `run_cluster_training` talk to small fake
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -22,6 +25,7 @@ from plumb_testing import quick_config
 
 from components.common.config import PlumbConfig, TrainingConfig
 from components.common.errors import ConfigError, PlumbError
+from components.common.net import free_port
 from components.preprocess.lib import PreparedData
 from components.train.cluster import (
     create_and_wait,
@@ -30,9 +34,11 @@ from components.train.cluster import (
     render_tfjob,
     render_trainjob,
     run_cluster_training,
+    run_tfjob_training,
 )
 from components.train.launch import TrainingFailedError
 from components.train.loop import TrainingData
+from components.train.tf_train import TrainingArrays
 from components.train.worker import WorkerSpec, run_worker
 
 
@@ -132,17 +138,91 @@ def test_pytorchjob_renders_and_round_trips() -> None:
 
 
 def test_tfjob_renders_and_round_trips() -> None:
-    """The TFJob has `workers` Worker replicas running the given command."""
+    """The TFJob's `workers` Worker pods run the local launcher's TF worker module."""
     training = _cluster_training(framework="tensorflow", backend="tfjob")
-    command = ["python", "-m", "components.train.tf_worker", "/mnt/plumb/x/spec.json"]
-    body = render_tfjob(training, name="tf1", command=command)
+    body = render_tfjob(training, name="tf1", job_dir="/mnt/plumb/tf1")
     model = parse_v1_job(body, "TFJob")
     assert ApiClient().sanitize_for_serialization(model) == body
     assert body["kind"] == "TFJob"
+    assert body["spec"]["runPolicy"]["backoffLimit"] == training.max_restarts
     worker = body["spec"]["tfReplicaSpecs"]["Worker"]
     assert worker["replicas"] == 3
-    (container,) = worker["template"]["spec"]["containers"]
-    assert container["name"] == "tensorflow" and container["command"] == command
+    assert worker["restartPolicy"] == "OnFailure"
+    pod = worker["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["name"] == "tensorflow"
+    assert container["image"] == "registry.example/plumb:1"
+    # The module the local launcher starts, minus --rank (TF_CONFIG gives the index).
+    assert container["command"] == [
+        "python",
+        "-m",
+        "components.train.tf_workers",
+        "--job-dir",
+        "/mnt/plumb/tf1",
+    ]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert container["volumeMounts"][0]["mountPath"] == "/mnt/plumb"
+    assert pod["volumes"][0]["persistentVolumeClaim"] == {"claimName": "plumb-shared"}
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+
+
+@pytest.mark.slow
+def test_tfjob_training_runs_the_worker_command_and_copies_the_model(
+    tmp_path: Path, prepared_breast_cancer: PreparedData
+) -> None:
+    """The fake TFJob runs the rendered pod command; the chief's model comes back."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    training = quick_config(
+        training={
+            "framework": "tensorflow",
+            "backend": "tfjob",
+            "workers": 1,
+            "epochs": 3,
+            "hidden_units": [8],
+            "cluster": {"shared_path": str(shared)},
+        }
+    ).training
+
+    def run_job(body: dict) -> None:
+        # What the operator does for worker 0: set TF_CONFIG, run the pod's command
+        # (the image has `python` on PATH; here it is this interpreter).
+        (container,) = body["spec"]["tfReplicaSpecs"]["Worker"]["template"]["spec"][
+            "containers"
+        ]
+        tf_config = {
+            "cluster": {"worker": [f"127.0.0.1:{free_port()}"]},
+            "task": {"type": "worker", "index": 0},
+        }
+        env = {**os.environ, "TF_CONFIG": json.dumps(tf_config)}
+        command = [sys.executable, *container["command"][1:]]
+        subprocess.run(command, env=env, check=True, timeout=300)
+
+    schema, transform = prepared_breast_cancer.schema, prepared_breast_cancer.transform
+    splits = prepared_breast_cancer.splits
+    arrays = TrainingArrays(
+        train_x=transform.apply(splits["train"]),
+        train_y=schema.labels(splits["train"]),
+        validation_x=transform.apply(splits["validation"]),
+        validation_y=schema.labels(splits["validation"]),
+    )
+    custom = FakeCustomObjects(["Running", "Succeeded"], on_create=run_job)
+    model_dir = tmp_path / "model"
+    metrics = run_tfjob_training(
+        training,
+        arrays=arrays,
+        task="binary",
+        model_dir=model_dir,
+        custom_api=custom,
+        core_api=FakeCore([]),
+    )
+    assert custom.created[0]["plural"] == "tfjobs"
+    assert metrics["epochs"] == 3
+    assert metrics["replica_max_weight_diff"] == 0.0
+    assert (model_dir / "model.tflite").stat().st_size > 0
+    assert (model_dir / "model.keras").exists()
+    (job_dir,) = shared.iterdir()
+    assert (job_dir / "training.json").is_file() and (job_dir / "arrays.npz").is_file()
 
 
 def test_backend_must_fit_framework() -> None:

@@ -26,7 +26,13 @@ from components.common.config import PlumbConfig
 from components.common.errors import ConfigError, PlumbError
 from components.common.model_runtime import load_model
 from components.preprocess.lib import PreparedData
-from components.train.launch import rendezvous_port, run_process_group
+from components.train.launch import (
+    launch_local,
+    rendezvous_port,
+    run_process_group,
+    torchrun_command,
+    worker_env,
+)
 from components.train.lib import resolve_device, train_and_export
 from components.train.loop import (
     NonFiniteLossError,
@@ -35,6 +41,7 @@ from components.train.loop import (
     fit,
     roc_auc,
 )
+from components.train.worker import WorkerSpec
 
 WORKER_MARK = "components.train.worker"
 
@@ -129,14 +136,6 @@ def test_two_gloo_workers_finish_with_agreeing_replicas(
 
 @pytest.mark.slow
 @pytest.mark.integration
-# TODO(torchrun-restart): after a SIGKILL the restarted gloo group sometimes cannot
-# connect ("Connection refused" to a peer's old port) and all restarts fail; seen twice
-# on main on 2026-12-03, passing on the branch that wrote it. Until the cause is found
-# this runs but does not fail the suite.
-@pytest.mark.xfail(
-    reason="restarted gloo group sometimes fails to reconnect after a killed worker",
-    strict=False,
-)
 def test_killed_worker_resumes_from_checkpoint_with_same_quality(
     tmp_path: Path,
     uninterrupted: tuple[dict[str, float], Path],
@@ -188,6 +187,56 @@ def test_killed_worker_resumes_from_checkpoint_with_same_quality(
     assert _worker_processes(with_launcher=True) == []
 
 
+# A torchrun entry point. Attempt 0 joins the group, then rank 1 fails. In attempt 1,
+# rank 1 joins late, so rank 0 reads rank 1's bootstrap key while it still holds the
+# dead attempt's address; with one key space for all attempts rank 0 dials that port
+# and gets "Connection refused" (the failure the killed-worker test used to hit).
+_RESTART_PROBE = """
+import os, sys, time
+import torch.distributed as dist
+from components.train.loop import context_from_env
+from components.train.worker import _init_process_group
+
+context = context_from_env("cpu")
+attempt = int(os.environ["TORCHELASTIC_RESTART_COUNT"])
+if attempt == 1 and context.rank == 1:
+    time.sleep(6)
+_init_process_group(backend="gloo", context=context)
+dist.barrier()
+open(os.path.join(sys.argv[1], f"joined_{attempt}_{context.rank}"), "w").close()
+if attempt == 0 and context.rank == 1:
+    sys.exit(1)
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_restarted_group_does_not_read_the_previous_attempts_keys(
+    tmp_path: Path,
+) -> None:
+    """A restarted worker group joins through fresh keys, whatever the join order."""
+    script = tmp_path / "probe.py"
+    script.write_text(_RESTART_PROBE, encoding="utf-8")
+    command = torchrun_command(
+        tmp_path / "spec.json", workers=2, port=rendezvous_port(None), max_restarts=1
+    )
+    # Same launch as training, with the probe in place of `-m worker SPEC`.
+    command[-3:] = [str(script), str(tmp_path)]
+    done = subprocess.run(
+        command,
+        env=worker_env(threads=1),
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Connection refused" not in done.stderr
+    joined = {path.name for path in tmp_path.glob("joined_*")}
+    assert joined == {"joined_0_0", "joined_0_1", "joined_1_0", "joined_1_1"}
+
+
 def test_seeded_cpu_runs_are_reproducible(
     tmp_path: Path, prepared_breast_cancer: PreparedData
 ) -> None:
@@ -221,6 +270,32 @@ def test_nan_loss_stops_with_likely_cause(
     training = quick_config(training={"workers": 1, "epochs": 2}).training
     with pytest.raises(NonFiniteLossError, match="learning_rate=.*NaN in"):
         fit(training, data, task="binary", run_dir=tmp_path, context=WorkerContext())
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_nan_loss_under_torchrun_fails_once_and_leaves_no_worker(
+    tmp_path: Path,
+    prepared_breast_cancer: PreparedData,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A worker's NaN loss ends the group without restarts; the cause reaches the caller."""
+    data = _in_process_data(prepared_breast_cancer)
+    data.train_x = data.train_x.copy()
+    data.train_x[:, 0] = np.nan
+    data.save(tmp_path / "data")
+    training = quick_config(training={**DDP_TRAINING, "epochs": 3}).training
+    spec = WorkerSpec(
+        training=training.model_dump(),
+        task="binary",
+        data_dir=str(tmp_path / "data"),
+        run_dir=str(tmp_path / "run"),
+    )
+    with pytest.raises(PlumbError, match="loss became nan in epoch 1.*NaN in"):
+        launch_local(spec, training=training)
+    # Bad input is not retried: each of the 2 ranks stopped once, in one attempt.
+    assert capfd.readouterr().err.count("Training stopped: training loss became") == 2
+    assert _worker_processes(with_launcher=True) == []
 
 
 def test_workers_below_one_is_rejected() -> None:

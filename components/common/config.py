@@ -186,7 +186,9 @@ class TrainingConfig(_Section):
 
     batch_size: int | None = Field(None, ge=1)
     """Rows per optimisation step (per worker when training is distributed). None picks
-    about 1% of the training rows, between 32 and 1,024."""
+    about 1% of the training rows (about 100 steps per epoch), between 32 and 4,096:
+    each step of a distributed run waits for one gradient all-reduce, so on large
+    datasets bigger steps keep that wait small next to the compute."""
 
     learning_rate: float = Field(3e-3, gt=0.0)
     """Adam learning rate."""
@@ -255,7 +257,7 @@ class TrainingConfig(_Section):
         """The batch size to use for `rows` training rows."""
         if self.batch_size is not None:
             return self.batch_size
-        return min(max(rows // 100, 32), 1024)
+        return min(max(rows // 100, 32), 4096)
 
     @model_validator(mode="after")
     def _hidden_units_positive(self) -> TrainingConfig:
@@ -568,8 +570,11 @@ class DeploymentConfig(_Section):
     """Where KServe's request logger posts every request and response (the drift
     monitor). None disables the logger."""
 
-    model_format: str = "onnx"
-    """`modelFormat.name` the ServingRuntime declares; KServe picks the runtime by it."""
+    model_format: Literal["auto", "onnx", "tflite"] = "auto"
+    """`modelFormat.name` of the InferenceService; KServe picks the ServingRuntime that
+    declares it (`plumb-onnx` declares both). `auto` takes the format the model
+    directory's `metadata.json` records (onnx for PyTorch, tflite for TensorFlow); a
+    fixed value must match that format."""
 
     scale_target: int | None = Field(None, ge=1)
     """Autoscaling target per replica, in the unit of `scale_metric` (e.g. 10 concurrent
@@ -832,7 +837,13 @@ def _read_yaml(path: str | Path | None) -> tuple[dict[str, Any], str]:
         raw = yaml.safe_load(file.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise ConfigError(
-            f"config file {str(path)!r} is not valid YAML: {err}"
+            f"config file {str(path)!r} is not valid YAML: {_yaml_problem(err)}"
+        ) from err
+    except RecursionError as err:
+        # PyYAML's composer recurses once per nesting level.
+        raise ConfigError(
+            f"config file {str(path)!r} nests too deeply to be a plumb config; "
+            "a config has sections of fields, a few levels deep"
         ) from err
     if raw is None:
         return {}, str(path)
@@ -844,6 +855,14 @@ def _read_yaml(path: str | Path | None) -> tuple[dict[str, Any], str]:
     return raw, str(path)
 
 
+def _yaml_problem(err: Exception) -> str:
+    """One line for a YAML error: where it is and what is wrong."""
+    if isinstance(err, yaml.MarkedYAMLError) and err.problem_mark is not None:
+        mark = err.problem_mark
+        return f"line {mark.line + 1}, column {mark.column + 1}: {err.problem}"
+    return " ".join(str(err).split())
+
+
 def _env_overrides(environ: Mapping[str, str]) -> list[tuple[str, Any]]:
     # Only PLUMB_<SECTION>__<FIELD> names are config; PLUMB_LOG_LEVEL and friends are not.
     pairs = []
@@ -851,12 +870,26 @@ def _env_overrides(environ: Mapping[str, str]) -> list[tuple[str, Any]]:
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
         key = name[len(ENV_PREFIX) :].lower().replace("__", ".")
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError:
-            value = text
-        pairs.append((key, value))
+        pairs.append((key, parse_override_value(text, where=name)))
     return pairs
+
+
+def parse_override_value(text: str, *, where: str) -> Any:
+    """Read the value of a `--set KEY=VALUE` or `PLUMB_*` override as YAML.
+
+    Text that is not valid YAML stays text, so the field's own check names it.
+
+    Raises:
+        ConfigError: The value nests too deeply for the YAML parser.
+    """
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    except RecursionError as err:
+        raise ConfigError(
+            f"{where} nests too deeply ({len(text)} characters); pass a plain value"
+        ) from err
 
 
 def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:

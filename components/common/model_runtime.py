@@ -62,6 +62,10 @@ class OnnxModel:
         if threads is not None:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
+            if threads > 1:
+                # Spinning intra-op threads keep cores busy between calls, which starves
+                # the model server's event loop on small machines.
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(
             str(directory / metadata.get("model_file", ONNX_MODEL_FILE)),
             sess_options=options,
@@ -72,7 +76,8 @@ class OnnxModel:
 
     def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
         """Predict from an already transformed float32 matrix; one value per row."""
-        (output,) = self.session.run(None, {self._input: matrix.astype(np.float32)})
+        features = np.ascontiguousarray(matrix, dtype=np.float32)
+        (output,) = self.session.run(None, {self._input: features})
         return np.asarray(output, dtype=np.float64).reshape(-1)
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:

@@ -23,6 +23,7 @@ def deploy(
     result = deploy_model(
         config.deployment,
         model_uri=model.uri,
+        model_dir=model.path,
         verdict_path=verdict.path,
         output_path=inference_service.path,
     )

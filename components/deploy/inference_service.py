@@ -35,13 +35,29 @@ GROUP, VERSION = API_VERSION.split("/")
 PLURAL = "inferenceservices"
 DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 GPU_RESOURCE = "nvidia.com/gpu"
+RUN_AS_USER = 10001
+"""The non-root user plumb's images create (dockerfiles/)."""
 _PRIMITIVES = {"str": str, "int": int, "bool": bool, "float": float, "object": object}
 
 
 def build_inference_service(
-    config: DeploymentConfig, *, storage_uri: str, model_version: str | None = None
+    config: DeploymentConfig,
+    *,
+    storage_uri: str,
+    model_version: str | None = None,
+    model_format: str | None = None,
 ) -> V1beta1InferenceService:
-    """Build the InferenceService for the model directory at `storage_uri`."""
+    """Build the InferenceService for the model directory at `storage_uri`.
+
+    Args:
+        config: The deployment section.
+        storage_uri: Where the cluster finds the model directory.
+        model_version: Recorded as the `plumb.dev/model-version` label.
+        model_format: `modelFormat.name`, as `lib.resolve_model_format` found it; None
+            takes `config.model_format` (`auto` meaning onnx).
+    """
+    if model_format is None:
+        model_format = "onnx" if config.model_format == "auto" else config.model_format
     labels = {"app.kubernetes.io/part-of": "plumb"}
     if model_version:
         labels["plumb.dev/model-version"] = model_version
@@ -53,17 +69,21 @@ def build_inference_service(
     )
     canary = config.canary_traffic_percent
     if canary is None:
-        spec = V1beta1InferenceServiceSpec(predictor=_predictor(config, storage_uri))
+        spec = V1beta1InferenceServiceSpec(
+            predictor=_predictor(config, storage_uri, model_format=model_format)
+        )
     elif config.deployment_mode == "Knative":
-        predictor = _predictor(config, storage_uri)
+        predictor = _predictor(config, storage_uri, model_format=model_format)
         predictor.canary_traffic_percent = canary
         spec = V1beta1InferenceServiceSpec(predictor=predictor)
     else:
         assert config.stable_storage_uri is not None  # checked by DeploymentConfig
-        canary_predictor = _predictor(config, storage_uri)
+        canary_predictor = _predictor(config, storage_uri, model_format=model_format)
         canary_predictor.name = config.canary_name
         spec = V1beta1InferenceServiceSpec(
-            predictor=_predictor(config, config.stable_storage_uri),
+            predictor=_predictor(
+                config, config.stable_storage_uri, model_format=model_format
+            ),
             canary=[
                 kserve.models.V1beta1CanarySpec(
                     predictor=canary_predictor, traffic_percent=canary
@@ -75,7 +95,9 @@ def build_inference_service(
     )
 
 
-def _predictor(config: DeploymentConfig, storage_uri: str) -> V1beta1PredictorSpec:
+def _predictor(
+    config: DeploymentConfig, storage_uri: str, *, model_format: str
+) -> V1beta1PredictorSpec:
     logger = (
         V1beta1LoggerSpec(mode="all", url=config.logger_url)
         if config.logger_url
@@ -87,12 +109,35 @@ def _predictor(config: DeploymentConfig, storage_uri: str) -> V1beta1PredictorSp
         scale_target=config.scale_target,
         scale_metric=config.scale_metric,
         logger=logger,
+        security_context=k8s.V1PodSecurityContext(
+            run_as_non_root=True,
+            run_as_user=RUN_AS_USER,
+            run_as_group=RUN_AS_USER,
+            fs_group=RUN_AS_USER,
+            seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
+        ),
         model=V1beta1ModelSpec(
-            model_format=V1beta1ModelFormat(name=config.model_format),
+            model_format=V1beta1ModelFormat(name=model_format),
             runtime=config.runtime,
             storage_uri=storage_uri,
             resources=_resources(config),
+            security_context=restricted_container_context(),
         ),
+    )
+
+
+def restricted_container_context() -> k8s.V1SecurityContext:
+    """A container security context that meets the "restricted" Pod Security Standard.
+
+    The predictor writes nothing: KServe's storage initializer puts the model in
+    /mnt/models before it starts, so its root filesystem can be read-only.
+    """
+    return k8s.V1SecurityContext(
+        allow_privilege_escalation=False,
+        read_only_root_filesystem=True,
+        run_as_non_root=True,
+        capabilities=k8s.V1Capabilities(drop=["ALL"]),
+        seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
     )
 
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import yaml
 
-from components.common.artifacts import read_json
+from components.common.artifacts import METADATA_FILE, read_json
 from components.common.config import DeploymentConfig
-from components.common.errors import GateFailedError
+from components.common.errors import GateFailedError, PlumbError
 from components.deploy.inference_service import (
     build_inference_service,
     parse_manifest,
@@ -23,6 +23,9 @@ from components.deploy.inference_service import (
 )
 
 logger = logging.getLogger(__name__)
+
+SERVED_MODEL_FORMATS = ("onnx", "tflite")
+"""The formats plumb's ServingRuntime declares (`manifests/`, `charts/plumb`)."""
 
 
 def check_verdict(verdict_path: str | Path) -> None:
@@ -44,33 +47,78 @@ def check_verdict(verdict_path: str | Path) -> None:
         )
 
 
+def resolve_model_format(
+    config: DeploymentConfig, model_dir: str | Path | None = None
+) -> str:
+    """The InferenceService's `modelFormat.name` for the model in `model_dir`.
+
+    `deployment.model_format: auto` takes the format the directory's `metadata.json`
+    records; a fixed value is checked against it. Without a directory (the model only
+    exists at a remote `storage_uri`), `auto` means onnx.
+
+    Raises:
+        PlumbError: The directory holds no model, a format plumb's ServingRuntime does
+            not serve, or one other than the configured `model_format`.
+    """
+    if model_dir is None:
+        return "onnx" if config.model_format == "auto" else config.model_format
+    metadata_path = Path(model_dir) / METADATA_FILE
+    if not metadata_path.is_file():
+        raise PlumbError(
+            f"no {METADATA_FILE} in the model directory {str(model_dir)!r}; deploy a "
+            "model written by plumb's train or compress step"
+        )
+    found = read_json(metadata_path).get("format", "onnx")
+    if found not in SERVED_MODEL_FORMATS:
+        raise PlumbError(
+            f"the model in {str(model_dir)!r} has format {found!r}, which plumb's "
+            f"ServingRuntime does not serve ({', '.join(SERVED_MODEL_FORMATS)}); "
+            "deploy the network (train or compress output), not the tree baseline"
+        )
+    if config.model_format not in ("auto", found):
+        raise PlumbError(
+            f"deployment.model_format is {config.model_format!r} but the model in "
+            f"{str(model_dir)!r} is {found!r}; set deployment.model_format to auto"
+        )
+    return str(found)
+
+
 def write_inference_service(
     config: DeploymentConfig,
     *,
     model_uri: str,
     verdict_path: str | Path,
     output_path: str | Path,
+    model_dir: str | Path | None = None,
 ) -> str:
     """Write the InferenceService YAML for a model that passed its gate.
 
     Without a configured `storage_uri`, the manifest points at the model's artifact
-    URI (local path on a laptop, object storage on a cluster).
+    URI (local path on a laptop, object storage on a cluster). The model format (and
+    so the ServingRuntime KServe picks) comes from `model_dir`; see
+    `resolve_model_format`.
 
     Returns:
         The storage URI written into the manifest.
     """
     check_verdict(verdict_path)
+    model_format = resolve_model_format(config, model_dir)
     storage_uri = config.storage_uri or model_uri
-    manifest = to_manifest(build_inference_service(config, storage_uri=storage_uri))
+    manifest = to_manifest(
+        build_inference_service(
+            config, storage_uri=storage_uri, model_format=model_format
+        )
+    )
     parse_manifest(manifest)
     Path(output_path).write_text(
         yaml.safe_dump(manifest, sort_keys=False), encoding="utf-8"
     )
     logger.info(
-        "Wrote InferenceService %s/%s for %s",
+        "Wrote InferenceService %s/%s for %s (modelFormat %s)",
         config.namespace,
         config.name,
         storage_uri,
+        model_format,
     )
     return storage_uri
 
@@ -81,8 +129,12 @@ def deploy_model(
     model_uri: str,
     verdict_path: str | Path,
     output_path: str | Path,
+    model_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Write the InferenceService and, with a cluster configured, apply it.
+
+    `model_dir` is the model directory on this machine (the KFP artifact's path); its
+    `metadata.json` chooses the model format.
 
     Returns:
         `storage_uri`, and with a cluster also `url` and `applied: True`.
@@ -92,7 +144,11 @@ def deploy_model(
         DeployError: The cluster refused the object or it did not become Ready.
     """
     storage_uri = write_inference_service(
-        config, model_uri=model_uri, verdict_path=verdict_path, output_path=output_path
+        config,
+        model_uri=model_uri,
+        verdict_path=verdict_path,
+        output_path=output_path,
+        model_dir=model_dir,
     )
     result: dict[str, Any] = {"storage_uri": storage_uri, "applied": False}
     if config.cluster == "none":

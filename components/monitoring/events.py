@@ -73,6 +73,12 @@ def parse_event(headers: Mapping[str, str], body: bytes) -> InferenceEvent:
             "ce-specversion, ce-id, ce-type and ce-source headers",
             reason="not_cloudevent",
         ) from err
+    if not str(event["id"]).strip():
+        raise EventError(
+            "ce-id is empty; KServe sets it to the request id that pairs a request "
+            "with its response",
+            reason="bad_attribute",
+        )
     kind = EVENT_TYPES.get(str(event["type"]))
     if kind is None:
         raise EventError(
@@ -137,7 +143,8 @@ def decode_predictions(payload: dict[str, Any], schema: Schema) -> list[float]:
     """Read one prediction per row from a V1 or V2 response.
 
     A row's prediction is a number (probability or value), a pair of class
-    probabilities (the positive one is kept), or, for `binary`, a class label.
+    probabilities (the positive one is kept), for `binary` a class label, or plumb's
+    predictor's object per row (`{"probability": p, "label": l}` or `{"value": v}`).
 
     Raises:
         EventError: The payload is neither protocol or holds a value of another form.
@@ -270,9 +277,10 @@ def _number(value: Any, *, column: str, index: int) -> float | None:
         )
     try:
         number = float(value)
-    except ValueError as err:
+    except (ValueError, OverflowError) as err:
         raise EventError(
-            f"row {index} column {column!r} must be numeric, got {value!r}",
+            f"row {index} column {column!r} must be a finite number, got "
+            f"{_preview(value)}",
             reason="schema",
         ) from err
     if math.isinf(number):
@@ -284,6 +292,9 @@ def _number(value: Any, *, column: str, index: int) -> float | None:
 
 
 def _prediction(value: Any, schema: Schema) -> float:
+    if isinstance(value, dict):
+        # plumb's predictor answers one object per row: probability (and label) or value.
+        value = value.get("probability", value.get("value"))
     if isinstance(value, list):
         if len(value) == 1:
             value = value[0]
@@ -291,7 +302,7 @@ def _prediction(value: Any, schema: Schema) -> float:
             value = value[1]
     if isinstance(value, bool):
         return float(value)
-    if isinstance(value, int | float):
+    if isinstance(value, int | float) and _finite(value):
         return float(value)
     if isinstance(value, str) and schema.task == "binary" and value in schema.classes:
         return 1.0 if value == schema.positive_class else 0.0
@@ -300,6 +311,13 @@ def _prediction(value: Any, schema: Schema) -> float:
         "or a class label",
         reason="bad_payload",
     )
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond float range
+        return False
 
 
 def _preview(value: Any) -> str:

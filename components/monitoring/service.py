@@ -10,9 +10,12 @@ in one place, `_error_response`.
 from __future__ import annotations
 
 import hmac
+import json
 import logging
+import math
 import os
 import queue
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -69,6 +72,10 @@ logger = logging.getLogger(__name__)
 
 TOKEN_ENV = "PLUMB_MONITOR_TOKEN"
 """Environment variable holding the bearer token `/feedback` requires."""
+EVENTS_TOKEN_ENV = "PLUMB_MONITOR_EVENTS_TOKEN"
+"""Environment variable holding a bearer token `/events` then requires. Off by default:
+KServe's request logger sends no credentials, so a NetworkPolicy guards `/events`; set
+it when events arrive through a proxy or broker that can add the header."""
 TICK_SECONDS = 1.0
 LABEL_COLUMN = "label"
 
@@ -83,10 +90,12 @@ class Monitor:
         state_dir: str | Path,
         config: MonitoringConfig,
         feedback_token: str | None = None,
+        events_token: str | None = None,
     ) -> None:
         model_path, self.state_dir = Path(model_dir), Path(state_dir)
         self.config = config
         self.feedback_token = feedback_token
+        self.events_token = events_token
         self.schema, reference = _load_reference(model_path, config=config)
         self.reference = prepare_reference(reference, schema=self.schema, config=config)
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -540,7 +549,9 @@ def _parse_labels(body: Any, schema: Schema) -> dict[str, list[float]]:
 def _label_value(value: Any, schema: Schema, *, request_id: str) -> float:
     if schema.task == "regression":
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
+            number = float(value) if abs(value) <= sys.float_info.max else math.inf
+            if math.isfinite(number):
+                return number
     elif value == schema.positive_class or value is True or value == 1:
         return 1.0
     elif value in schema.classes or value is False or value == 0:
@@ -549,6 +560,30 @@ def _label_value(value: Any, schema: Schema, *, request_id: str) -> float:
     raise PlumbError(
         f"label {value!r} for request {request_id!r} does not fit the model; send {allowed}"
     )
+
+
+def _bearer_matches(request: Request, token: str) -> bool:
+    """Compare the Authorization header with `Bearer <token>` in constant time."""
+    given = request.headers.get("authorization", "").encode()
+    return hmac.compare_digest(given, f"Bearer {token}".encode())
+
+
+def _json_body(body: bytes, *, max_bytes: int = 0) -> Any:
+    """Decode a JSON request body, refusing what would hurt the server."""
+    if max_bytes and len(body) > max_bytes:
+        raise EventError(
+            f"feedback body of {len(body)} bytes exceeds max_event_bytes ({max_bytes}); "
+            "send fewer labels per request",
+            reason="too_large",
+        )
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise PlumbError(f"feedback body is not JSON: {err}") from err
+    except RecursionError as err:
+        raise PlumbError(
+            'feedback body nests too deeply; send {"labels": {request_id: label}}'
+        ) from err
 
 
 def build_app(monitor: Monitor) -> FastAPI:
@@ -569,6 +604,11 @@ def build_app(monitor: Monitor) -> FastAPI:
 
     @app.post("/events")
     async def events(request: Request) -> JSONResponse:
+        if monitor.events_token and not _bearer_matches(request, monitor.events_token):
+            return JSONResponse(
+                {"error": f"missing or wrong bearer token (see {EVENTS_TOKEN_ENV})"},
+                status_code=401,
+            )
         return JSONResponse(monitor.ingest(request.headers, await request.body()))
 
     @app.post("/feedback")
@@ -578,15 +618,22 @@ def build_app(monitor: Monitor) -> FastAPI:
                 {"error": f"feedback is disabled; set {TOKEN_ENV} on the monitor"},
                 status_code=503,
             )
-        given = request.headers.get("authorization", "")
-        if not hmac.compare_digest(given, f"Bearer {monitor.feedback_token}"):
+        if not _bearer_matches(request, monitor.feedback_token):
             return JSONResponse(
                 {"error": "missing or wrong bearer token"}, status_code=401
             )
-        try:
-            body = await request.json()
-        except ValueError as err:
-            raise PlumbError(f"feedback body is not JSON: {err}") from err
+        content_type = request.headers.get("content-type", "")
+        if content_type.split(";")[0].strip().lower() != "application/json":
+            return JSONResponse(
+                {
+                    "error": f"feedback must be sent as application/json, got "
+                    f"content type {content_type!r}"
+                },
+                status_code=415,
+            )
+        body = _json_body(
+            await request.body(), max_bytes=monitor.config.max_event_bytes
+        )
         return JSONResponse(monitor.feedback(body))
 
     @app.get("/metrics")
@@ -632,6 +679,7 @@ def serve(
         state_dir=state_dir,
         config=config,
         feedback_token=os.environ.get(TOKEN_ENV) or None,
+        events_token=os.environ.get(EVENTS_TOKEN_ENV) or None,
     )
     if not monitor.feedback_token:
         logger.warning("%s is not set: /feedback answers 503", TOKEN_ENV)

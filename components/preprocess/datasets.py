@@ -178,6 +178,27 @@ BUILTIN_DATASETS: dict[str, DatasetSpec] = {
 }
 
 
+def resolve_builtin(config: DataConfig) -> DataConfig:
+    """The data section with a built-in dataset's choices written in, for display.
+
+    Fields the config leaves unset (target, task, positive class, features, split) take
+    the built-in dataset's values, as `load_table` does; a file path is returned as is,
+    since its choices depend on the file's columns.
+    """
+    spec = BUILTIN_DATASETS.get(config.dataset)
+    if spec is None:
+        return config
+    return config.model_copy(
+        update={
+            "target": config.target or spec.target,
+            "task": config.task or spec.task,
+            "positive_class": config.positive_class or spec.positive_class,
+            "features": config.features or spec.features or None,
+            "split": config.split.with_defaults(spec.split_defaults),
+        }
+    )
+
+
 def load_table(config: DataConfig) -> Table:
     """Load the configured dataset and resolve its target, task and features.
 
@@ -285,6 +306,13 @@ def read_file(path: str | Path) -> pd.DataFrame:
         raise DataError(f"cannot read data file {str(path)!r}: {err}") from err
     if frame.empty:
         raise DataError(f"data file {str(path)!r} has no rows; it needs at least one")
+    if suffix in {".csv", ".txt"} and not isinstance(frame.index, pd.RangeIndex):
+        # pandas turns surplus leading values into an index instead of refusing them.
+        raise DataError(
+            f"rows of data file {str(path)!r} hold more values than its header names "
+            f"columns ({len(frame.columns)}: {', '.join(map(str, frame.columns[:10]))})"
+            "; add the missing column names or remove the extra values"
+        )
     if suffix in {".csv", ".txt"}:
         _check_csv_header(file)
     duplicated = frame.columns[frame.columns.duplicated()].tolist()

@@ -23,6 +23,11 @@ from components.preprocess.schema import Schema, validate_frame
 
 UNKNOWN = "<unknown>"
 FORMAT_VERSION = 1
+SCALED_LIMIT = 1e6
+"""Bound on a scaled numeric value. Training rows never reach it (with population
+scaling no value lies more than sqrt(rows - 1) deviations from the mean), so it only
+changes absurd request values such as 1e300, which would otherwise overflow float32
+and turn the model's output into NaN."""
 
 
 @dataclass
@@ -119,7 +124,7 @@ class Transform:
 
     def encode(
         self,
-        numeric: Mapping[str, np.ndarray],
+        numeric: Mapping[str, np.ndarray] | np.ndarray,
         codes: Mapping[str, np.ndarray],
         *,
         rows: int,
@@ -127,7 +132,8 @@ class Transform:
         """Build the float32 matrix from parsed columns (the part `apply` shares).
 
         Args:
-            numeric: Raw float64 values per numeric column, NaN where missing.
+            numeric: Raw float64 values per numeric column, NaN where missing; or one
+                `[rows, numeric columns]` matrix in the order of `self.numeric`.
             codes: Category index per categorical column, `len(categories)` for
                 unseen or missing values (see `category_codes`).
             rows: Number of rows.
@@ -135,9 +141,14 @@ class Transform:
         out = np.zeros((rows, self.width), dtype=np.float32)
         if self.numeric:
             medians, means, scales = self._numeric_parameters
-            values = np.column_stack([numeric[step.name] for step in self.numeric])
+            if isinstance(numeric, np.ndarray):
+                values = numeric
+            else:
+                values = np.column_stack([numeric[step.name] for step in self.numeric])
             values = np.where(np.isnan(values), medians, values)
-            out[:, : len(self.numeric)] = (values - means) / scales
+            with np.errstate(over="ignore"):  # clipped on the next line
+                scaled = (values - means) / scales
+            out[:, : len(self.numeric)] = np.clip(scaled, -SCALED_LIMIT, SCALED_LIMIT)
         offset = len(self.numeric)
         for step in self.categorical:
             out[np.arange(rows), offset + codes[step.name]] = 1.0

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import uuid
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,13 @@ from components.common.model_runtime import load_model
 from components.evaluate.explain import explain_rows
 from components.preprocess.transform import category_codes
 from components.serving.errors import kserve_errors
-from components.serving.validation import ParsedRows, parse_instances, parse_tensors
+from components.serving.validation import (
+    FEATURES_INPUT,
+    ParsedRows,
+    parse_feature_matrix,
+    parse_instances,
+    parse_tensors,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +113,7 @@ class PlumbModel(Model):
         self.threads = threads
         self.runtime: Any = None
         self._batcher: MicroBatcher | None = None
+        self._schema_ordered_transform = False
 
     def load(self) -> bool:
         """Load the model directory; the server answers 503 until this has run."""
@@ -116,6 +125,12 @@ class PlumbModel(Model):
                 max_rows=self.max_rows,
             )
         schema = self.runtime.schema
+        transform = self.runtime.transform
+        # True for every all-numeric transform plumb fits (its steps follow the
+        # schema): a request's number matrix then goes to `encode` as it is.
+        self._schema_ordered_transform = not transform.categorical and [
+            step.name for step in transform.numeric
+        ] == list(schema.feature_names)
         logger.info(
             "Loaded %s model %s (%s, %d features) as %r",
             schema.task,
@@ -153,8 +168,10 @@ class PlumbModel(Model):
     ) -> dict | InferResponse:
         """Answer a V1 `instances` body or a V2 `InferRequest`."""
         with kserve_errors():
-            parsed = self._parse(payload)
-            outputs = await self._predict_parsed(parsed)
+            matrix = self._feature_matrix(payload)
+            if matrix is None:
+                matrix = self._encode(self._parse(payload))
+            outputs = await self._predict_matrix(matrix)
             fields = self._output_fields(outputs)
         if isinstance(payload, InferRequest):
             return self._infer_response(payload, fields)
@@ -204,21 +221,48 @@ class PlumbModel(Model):
         if isinstance(payload, InferRequest):
             tensors = [_tensor_values(tensor) for tensor in payload.inputs]
             return parse_tensors(tensors, schema, max_rows=self.max_rows)
-        if not isinstance(payload, dict) or "instances" not in payload:
-            keys = sorted(payload) if isinstance(payload, dict) else []
+        if not isinstance(payload, dict):
+            raise SchemaError(
+                "a V1 request body must be a JSON object with 'instances' (a list of "
+                f"rows), got {type(payload).__name__}; send it as application/json"
+            )
+        if "instances" not in payload:
             raise SchemaError(
                 "a V1 request body must be an object with 'instances' (a list of "
-                f"rows), got keys {keys}"
+                f"rows), got keys {sorted(payload)[:10]}"
             )
         return parse_instances(payload["instances"], schema, max_rows=self.max_rows)
 
-    async def _predict_parsed(self, parsed: ParsedRows) -> np.ndarray:
+    def _feature_matrix(self, payload: dict | InferRequest) -> np.ndarray | None:
+        """The V2 `features` tensor (rows already transformed), if that was sent."""
+        if not isinstance(payload, InferRequest) or len(payload.inputs) != 1:
+            return None
+        tensor = payload.inputs[0]
+        if (
+            tensor.name != FEATURES_INPUT
+            or FEATURES_INPUT in self.runtime.schema.feature_names
+        ):
+            return None
+        _, datatype, shape, values = _tensor_values(tensor)
+        return parse_feature_matrix(
+            values,
+            datatype=datatype,
+            shape=shape,
+            width=self.runtime.transform.width,
+            max_rows=self.max_rows,
+        )
+
+    def _encode(self, parsed: ParsedRows) -> np.ndarray:
         transform = self.runtime.transform
+        if parsed.matrix is not None and self._schema_ordered_transform:
+            return transform.encode(parsed.matrix, {}, rows=parsed.rows)
         codes = {
             step.name: category_codes(parsed.categorical[step.name], step.categories)
             for step in transform.categorical
         }
-        matrix = transform.encode(parsed.numeric, codes, rows=parsed.rows)
+        return transform.encode(parsed.numeric, codes, rows=parsed.rows)
+
+    async def _predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
         if self._batcher is None:
             return self.runtime.predict_matrix(matrix)
         return await self._batcher.predict(matrix)
@@ -268,18 +312,26 @@ def _records(fields: dict[str, list]) -> list[dict[str, Any]]:
     ]
 
 
-def _tensor_values(tensor: Any) -> tuple[str, str, list[int], Any]:
-    """Return `(name, datatype, shape, flat values)` of one V2 input tensor."""
+def _tensor_values(tensor: Any) -> tuple[str, str, list[int], list | np.ndarray]:
+    """Return `(name, datatype, shape, flat values)` of one V2 input tensor.
+
+    JSON data stays a list (flattened when sent nested); binary tensor data is kserve's
+    1-D numpy array. Nothing is copied value by value.
+    """
     name, datatype, shape = tensor.name, tensor.datatype, list(tensor.shape)
     try:
-        values = tensor.data if isinstance(tensor.data, list) else tensor.as_numpy()
-        flat = np.asarray(values, dtype=object).reshape(-1)
+        if isinstance(tensor.data, list):
+            flat: list | np.ndarray = tensor.data
+            while flat and all(type(value) is list for value in flat):
+                flat = list(chain.from_iterable(flat))
+        else:
+            flat = tensor.as_numpy().reshape(-1)
     except (ValueError, TypeError) as err:
         raise SchemaError(f"input {name!r} cannot be read: {err}") from err
-    expected = int(np.prod(shape)) if shape else 0
-    if flat.size != expected:
+    expected = math.prod(shape) if shape else 0
+    if len(flat) != expected:
         raise SchemaError(
             f"input {name!r} declares shape {shape} ({expected} values) but holds "
-            f"{flat.size}"
+            f"{len(flat)}"
         )
-    return name, datatype, shape, flat.tolist()
+    return name, datatype, shape, flat

@@ -8,7 +8,8 @@ binds, in this process or, with several workers, in the parent that hands the so
 to each worker. gRPC is off unless a port is given; kserve binds it on all interfaces.
 
 A request body over `max_body_bytes` is refused with 413 before it is read into
-memory, by `BodyLimitMiddleware` on kserve's FastAPI app.
+memory, by `BodyLimitMiddleware` (`rest.py`, installed in every worker process); a
+batch of more than `max_rows` rows is refused with 413 once it is parsed.
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
 from kserve import ModelServer
-from kserve import model_server as kserve_model_server
 
 from components.common.errors import PlumbError
-from components.serving.errors import RequestTooLargeError, http_status
 from components.serving.model import DEFAULT_MAX_ROWS, PlumbModel
+from components.serving.rest import (
+    PlumbRESTServer,
+    PlumbRESTServerMultiProcess,
+    set_latency_logging,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +47,8 @@ class ServeOptions:
     max_rows: int = DEFAULT_MAX_ROWS
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     batch_window_ms: float = 0.0
+    threads: int = 1
+    latency_log: bool = False
 
     def __post_init__(self) -> None:
         self.model_dir = Path(self.model_dir)
@@ -52,7 +57,7 @@ class ServeOptions:
                 f"model directory {str(self.model_dir)!r} does not exist; pass the "
                 "folder written by plumb's train or compress step"
             )
-        for name in ("port", "workers", "max_rows", "max_body_bytes"):
+        for name in ("port", "workers", "max_rows", "max_body_bytes", "threads"):
             if getattr(self, name) < 1:
                 raise PlumbError(f"--{name.replace('_', '-')} must be >= 1")
         if self.grpc_port is not None and self.grpc_port == self.port:
@@ -68,80 +73,29 @@ class ServeOptions:
 class BoundModelServer(ModelServer):
     """kserve's ModelServer listening on `host` instead of every interface."""
 
-    def __init__(self, *, host: str, **kwargs: Any) -> None:
+    def __init__(self, *, host: str, max_body_bytes: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.host = host
+        self.max_body_bytes = max_body_bytes
 
     def setup_event_loop(self) -> None:
         # ModelServer.start() has built its REST server(s) but bound nothing yet when it
-        # calls this hook; the attribute names are kserve 0.21's.
-        rest_servers = [
-            self._rest_server,
-            getattr(self._rest_multiprocess_server, "_rest_server", None),
-        ]
+        # calls this hook; the attribute names are kserve 0.21's. The objects become
+        # plumb's subclasses here (they add no state of their own), so the 4xx logging,
+        # the V2 JSON path and the worker start-up grace apply in every process.
+        supervisor = self._rest_multiprocess_server
+        if supervisor is not None:
+            supervisor.__class__ = PlumbRESTServerMultiProcess
+        rest_servers = [self._rest_server, getattr(supervisor, "_rest_server", None)]
         for rest_server in rest_servers:
             if rest_server is not None:
+                rest_server.__class__ = PlumbRESTServer
                 rest_server.config.host = self.host
+                rest_server.latency_logging = self.enable_latency_logging
+                rest_server.max_body_bytes = self.max_body_bytes
+        set_latency_logging(self.enable_latency_logging)
         logger.info("Model server listening on http://%s:%d", self.host, self.http_port)
         super().setup_event_loop()
-
-
-class BodyLimitMiddleware:
-    """ASGI middleware: answer 413 to a body over `max_body_bytes`, without reading it.
-
-    A declared `Content-Length` is checked up front; a chunked body is counted while it
-    streams in.
-    """
-
-    def __init__(self, app: Any, *, max_body_bytes: int) -> None:
-        self.app = app
-        self.max_body_bytes = max_body_bytes
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit():
-            if int(declared) > self.max_body_bytes:
-                await self._refuse(send, size=int(declared))
-                return
-        received = 0
-
-        async def counting_receive() -> dict:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    raise RequestTooLargeError(self._message(received))
-            return message
-
-        try:
-            await self.app(scope, counting_receive, send)
-        except RequestTooLargeError:
-            await self._refuse(send, size=received)
-
-    def _message(self, size: int) -> str:
-        return (
-            f"request body of {size} bytes or more is over the {self.max_body_bytes} "
-            "byte limit; send fewer rows per request"
-        )
-
-    async def _refuse(self, send: Any, *, size: int) -> None:
-        error = RequestTooLargeError(self._message(size))
-        body = orjson.dumps({"error": str(error)})
-        await send(
-            {
-                "type": "http.response.start",
-                "status": int(http_status(error)),
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
 
 
 def build(options: ServeOptions) -> tuple[BoundModelServer, PlumbModel]:
@@ -151,27 +105,18 @@ def build(options: ServeOptions) -> tuple[BoundModelServer, PlumbModel]:
         options.model_dir,
         max_rows=options.max_rows,
         batch_window_ms=options.batch_window_ms,
+        threads=options.threads,
     )
     model.load()
-    kserve_model_server.app.add_middleware(
-        BodyLimitMiddleware, max_body_bytes=options.max_body_bytes
-    )
     server = BoundModelServer(
         host=options.host,
+        max_body_bytes=options.max_body_bytes,
         http_port=options.port,
         grpc_port=options.grpc_port or 8081,
         enable_grpc=options.grpc_port is not None,
         workers=options.workers,
+        enable_latency_logging=options.latency_log,
     )
-    if options.workers > 1:
-        # Each worker is a spawned process that re-imports kserve's app without this
-        # middleware; the per-request row cap still bounds the work there.
-        logger.warning(
-            "With --workers %d the %d-byte body cap is not enforced; the "
-            "--max-rows cap still is",
-            options.workers,
-            options.max_body_bytes,
-        )
     return server, model
 
 

@@ -5,9 +5,14 @@ order, or objects keyed by column name) and V2 open-inference `inputs` (one tens
 column). Both end here, as `ParsedRows` (numpy arrays per schema feature, ready for
 `Transform.encode` without pandas), after every check a training schema allows:
 column names, width, value types, missing values and infinities, batch size. A failed
-check raises `SchemaError` naming the field, which the predictor maps to HTTP 400.
-All-numeric list rows are checked and converted in one numpy pass; anything else goes
-column by column with C-speed `map`/`set` scans.
+check raises `SchemaError` naming the field, which the predictor maps to HTTP 400; a
+batch over the row cap raises `RequestTooLargeError` (HTTP 413).
+
+The checks are columnar: list rows of an all-numeric schema are flattened once, their
+value types checked in one C-speed `set(map(type, ...))` scan and converted in one numpy
+call; V2 tensors arrive as one column each and are checked as whole arrays. Only a
+batch that fails a check is walked value by value, to name the field and row. A V2
+request may also send the already transformed matrix (`parse_feature_matrix`).
 """
 
 from __future__ import annotations
@@ -22,6 +27,10 @@ import pandas as pd
 
 from components.common.errors import SchemaError
 from components.preprocess.schema import ColumnSchema, Schema
+from components.serving.errors import RequestTooLargeError
+
+FEATURES_INPUT = "features"
+"""V2 input name of the already transformed matrix (the ONNX model's own input)."""
 
 V2_NUMERIC_DATATYPES = frozenset(
     {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64"}
@@ -37,6 +46,9 @@ class ParsedRows:
     numeric: dict[str, np.ndarray]
     categorical: dict[str, np.ndarray]
     rows: int
+    matrix: np.ndarray | None = None
+    """Every column numeric: all values as one float64 matrix in schema order (the
+    `numeric` arrays are its columns)."""
 
     def to_frame(self, schema: Schema) -> pd.DataFrame:
         """The rows as a raw table in schema column order (for `explain_rows`)."""
@@ -60,7 +72,7 @@ def parse_instances(instances: Any, schema: Schema, *, max_rows: int) -> ParsedR
     row_types = set(map(type, instances))
     if row_types == {list}:
         _check_width(instances, schema)
-        fast = _all_numbers(instances, schema)
+        fast = _number_rows(instances, schema)
         if fast is not None:
             return fast
         columns: Mapping[str, Sequence[Any]] = dict(
@@ -86,8 +98,8 @@ def parse_tensors(
     """Check V2 input tensors (one per column) and return them as a raw feature table.
 
     Args:
-        tensors: `(name, datatype, shape, values)` per input, `values` already decoded
-            to a sequence (a numpy array or a list).
+        tensors: `(name, datatype, shape, values)` per input, `values` flat: a list
+            (JSON) or a 1-D numpy array (binary tensor data).
         schema: The training schema.
         max_rows: The most rows one request may carry.
 
@@ -110,28 +122,69 @@ def parse_tensors(
             raise SchemaError(
                 f"input {name!r} has shape {shape}; send shape [rows] or [rows, 1]"
             )
-        flat = np.asarray(values, dtype=object).reshape(-1).tolist()
         if rows is None:
-            _check_batch(flat, field=f"input {name!r}", max_rows=max_rows)
-            rows = len(flat)
-        elif len(flat) != rows:
+            _check_batch(values, field=f"input {name!r}", max_rows=max_rows)
+            rows = len(values)
+        elif len(values) != rows:
             raise SchemaError(
-                f"input {name!r} has {len(flat)} rows but {names[0]!r} has {rows}; "
+                f"input {name!r} has {len(values)} rows but {names[0]!r} has {rows}; "
                 "every input needs the same number of rows"
             )
-        columns[name] = flat
+        columns[name] = values
     return _parse_columns(columns, schema, rows=rows or 0)
 
 
+def parse_feature_matrix(
+    values: Any, *, datatype: str, shape: list[int], width: int, max_rows: int
+) -> np.ndarray:
+    """Check a V2 `features` tensor: rows already transformed, as the model reads them.
+
+    Args:
+        values: Flat values: a list (JSON) or a 1-D numpy array (binary tensor data).
+        datatype: The tensor's V2 datatype; FP32 or FP64.
+        shape: The declared shape; `[rows, width]`.
+        width: Columns of the transformed matrix (`Transform.width`).
+        max_rows: The most rows one request may carry.
+
+    Returns:
+        The float32 matrix, ready for the model.
+
+    Raises:
+        SchemaError: Wrong datatype, shape, value type, or a value that is not finite.
+    """
+    field = f"input {FEATURES_INPUT!r}"
+    if datatype not in ("FP32", "FP64"):
+        raise SchemaError(f"{field} has datatype {datatype!r}; send FP32 (or FP64)")
+    if len(shape) != 2 or shape[1] != width:
+        raise SchemaError(
+            f"{field} has shape {shape}; send [rows, {width}], the transformed rows"
+        )
+    if shape[0] < 1:
+        raise SchemaError(f"{field} is empty; send at least one row")
+    if shape[0] > max_rows:
+        raise SchemaError(
+            f"{field} holds {shape[0]} rows, more than the {max_rows} allowed per "
+            "request; split the batch"
+        )
+    if isinstance(values, list) and not set(map(type, values)) <= {int, float}:
+        raise SchemaError(f"{field} must hold numbers only")
+    matrix = np.asarray(values, dtype=np.float32).reshape(shape)
+    finite = np.isfinite(matrix)
+    if not finite.all():
+        row = int(np.argmin(finite.all(axis=1)))
+        raise SchemaError(f"{field} holds NaN or infinity in row {row}")
+    return matrix
+
+
 def _check_batch(values: Any, *, field: str, max_rows: int) -> None:
-    if not isinstance(values, list):
+    if not isinstance(values, list | np.ndarray):
         raise SchemaError(
             f"{field} must be a list of rows, got {type(values).__name__}"
         )
-    if not values:
+    if len(values) == 0:
         raise SchemaError(f"{field} is empty; send at least one row")
     if len(values) > max_rows:
-        raise SchemaError(
+        raise RequestTooLargeError(
             f"{field} holds {len(values)} rows, more than the {max_rows} allowed per "
             "request; split the batch"
         )
@@ -147,22 +200,29 @@ def _check_width(rows: list[list[Any]], schema: Schema) -> None:
         )
 
 
-def _all_numbers(rows: list[list[Any]], schema: Schema) -> ParsedRows | None:
-    """The common case in one numpy pass: every column numeric, every value a number.
+def _number_rows(rows: list[list[Any]], schema: Schema) -> ParsedRows | None:
+    """The common case in one pass: every column numeric, every value a finite number.
 
-    Returns None when any value needs the per-column checks (which name the field).
+    Rows of equal width are flattened once, their types checked in one C-speed scan and
+    converted in one numpy call. Returns None when any value needs the per-column checks
+    (which name the field and row).
     """
     if any(column.kind != "numeric" for column in schema.columns):
         return None
-    if not set(map(type, chain.from_iterable(rows))) <= {int, float}:
+    flat = list(chain.from_iterable(rows))
+    if not set(map(type, flat)) <= {int, float}:
         return None
-    matrix = np.array(rows, dtype=np.float64)
+    try:
+        matrix = np.array(flat, dtype=np.float64)
+    except OverflowError:  # an int beyond float64; the column checks name it
+        return None
+    matrix = matrix.reshape(len(rows), len(schema.columns))
     if not np.isfinite(matrix).all():
         return None
     numeric = {
         name: matrix[:, index] for index, name in enumerate(schema.feature_names)
     }
-    return ParsedRows(numeric=numeric, categorical={}, rows=len(rows))
+    return ParsedRows(numeric=numeric, categorical={}, rows=len(rows), matrix=matrix)
 
 
 def _dict_columns(
@@ -227,6 +287,10 @@ def _parse_columns(
 
 
 def _numeric_values(values: Sequence[Any], *, column: ColumnSchema) -> np.ndarray:
+    if isinstance(values, np.ndarray) and values.dtype.kind in "fiu":
+        return _checked_numbers(values.astype(np.float64), column=column)
+    if isinstance(values, np.ndarray):
+        values = values.tolist()
     types = set(map(type, values))
     allowed = {int, float, type(None)} | _NUMPY_NUMBER_TYPES
     if not types <= allowed or bool in types:
@@ -239,7 +303,22 @@ def _numeric_values(values: Sequence[Any], *, column: ColumnSchema) -> np.ndarra
             f"column {column.name!r} must be a number, got {values[bad_index]!r} "
             f"({type(values[bad_index]).__name__}) at row {bad_index}"
         )
-    array = np.array(values, dtype=np.float64)
+    try:
+        array = np.array(values, dtype=np.float64)
+    except OverflowError as err:
+        bad_index = next(
+            index
+            for index, value in enumerate(values)
+            if isinstance(value, int) and abs(value) > np.finfo(np.float64).max
+        )
+        raise SchemaError(
+            f"column {column.name!r} holds a number beyond the float64 range at row "
+            f"{bad_index}; send a finite number"
+        ) from err
+    return _checked_numbers(array, column=column)
+
+
+def _checked_numbers(array: np.ndarray, *, column: ColumnSchema) -> np.ndarray:
     missing = np.isnan(array)
     if missing.any() and column.missing_share == 0.0:
         raise SchemaError(
@@ -257,6 +336,8 @@ def _numeric_values(values: Sequence[Any], *, column: ColumnSchema) -> np.ndarra
 
 
 def _category_values(values: Sequence[Any], *, column: ColumnSchema) -> np.ndarray:
+    if isinstance(values, np.ndarray):
+        values = values.tolist()
     types = set(map(type, values))
     allowed = {str, int, bool, type(None), np.str_, np.bytes_, bytes}
     if not types <= allowed:

@@ -7,8 +7,10 @@ creates one of
 - a Kubeflow Trainer v2 `TrainJob` (trainer.kubeflow.org/v1alpha1, runtime
   `torch-distributed` by default): backend `trainjob`;
 - a Kubeflow Training Operator v1 `PyTorchJob` (kubeflow.org/v1): backend `pytorchjob`;
-- a Kubeflow Training Operator v1 `TFJob` (kubeflow.org/v1): backend `tfjob`, rendered
-  here for the TensorFlow trainer, which passes its own worker command;
+- a Kubeflow Training Operator v1 `TFJob` (kubeflow.org/v1): backend `tfjob`, whose
+  worker pods run `python -m components.train.tf_workers --job-dir DIR`, the entry point
+  the local TensorFlow launcher starts, on a job folder staged the same way
+  (`run_tfjob_training`);
 then streams the job's conditions into the log until it succeeds (the component reads
 rank 0's result back from the shared path) or fails (the component fails with the
 first failing worker's reason). Objects are built with the kubeflow SDK models
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 import uuid
 from collections.abc import Callable
@@ -33,11 +36,17 @@ from kubeflow.training.api_client import ApiClient as TrainingApiClient
 from kubeflow_trainer_api import models as v2
 from kubernetes import client as k8s
 
-from components.common.artifacts import read_json
+from components.common.artifacts import (
+    KERAS_MODEL_FILE,
+    TFLITE_MODEL_FILE,
+    read_json,
+)
 from components.common.config import TrainingConfig
 from components.common.errors import PlumbError
+from components.train import tf_workers
 from components.train.launch import TrainingFailedError
 from components.train.loop import TrainingData
+from components.train.tf_train import TrainingArrays
 from components.train.worker import ERROR_FILE, RESULT_FILE, SPEC_FILE, WorkerSpec
 
 logger = logging.getLogger(__name__)
@@ -46,6 +55,27 @@ WORKER_MODULE = "components.train.worker"
 SHARED_VOLUME = "plumb-shared"
 TRAINJOB_CONTAINER = "node"
 """Trainer container name in the torch-distributed ClusterTrainingRuntime."""
+TMP_VOLUME_SIZE = "1Gi"
+TMP_VOLUME = {"name": "tmp", "emptyDir": {"sizeLimit": TMP_VOLUME_SIZE}}
+"""Writable /tmp for torchrun's log folders: the root filesystem is read-only."""
+RESTRICTED_POD_SECURITY: dict[str, dict[str, Any]] = {
+    "pod": {
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "runAsGroup": 10001,
+        "fsGroup": 10001,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    },
+    "container": {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    },
+}
+"""Worker pods meet the "restricted" Pod Security Standard as the non-root user 10001
+of plumb's images; checkpoints go to the shared volume, scratch files to /tmp."""
 
 
 @dataclass(frozen=True)
@@ -116,30 +146,43 @@ def render_trainjob(training: TrainingConfig, *, name: str, spec_path: str) -> d
             {"limits": limits, "requests": limits}
         ),
     )
+    restricted = RESTRICTED_POD_SECURITY
     pod_patch = v2.TrainerV1alpha1PodSpecPatch(
         nodeSelector=cluster.node_selector or None,
         tolerations=[v2.IoK8sApiCoreV1Toleration(**t) for t in cluster.tolerations]
         or None,
+        securityContext=v2.IoK8sApiCoreV1PodSecurityContext.from_dict(
+            restricted["pod"]
+        ),
     )
+    volumes = [v2.IoK8sApiCoreV1Volume.from_dict(TMP_VOLUME)]
+    mounts = [v2.IoK8sApiCoreV1VolumeMount(name=TMP_VOLUME["name"], mountPath="/tmp")]
     if cluster.volume_claim:
-        pod_patch.volumes = [
+        volumes.insert(
+            0,
             v2.IoK8sApiCoreV1Volume(
                 name=SHARED_VOLUME,
                 persistentVolumeClaim=v2.IoK8sApiCoreV1PersistentVolumeClaimVolumeSource(
                     claimName=cluster.volume_claim
                 ),
-            )
-        ]
-        pod_patch.containers = [
-            v2.TrainerV1alpha1ContainerPatch(
-                name=TRAINJOB_CONTAINER,
-                volumeMounts=[
-                    v2.IoK8sApiCoreV1VolumeMount(
-                        name=SHARED_VOLUME, mountPath=cluster.shared_path
-                    )
-                ],
-            )
-        ]
+            ),
+        )
+        mounts.insert(
+            0,
+            v2.IoK8sApiCoreV1VolumeMount(
+                name=SHARED_VOLUME, mountPath=cluster.shared_path
+            ),
+        )
+    pod_patch.volumes = volumes
+    pod_patch.containers = [
+        v2.TrainerV1alpha1ContainerPatch(
+            name=TRAINJOB_CONTAINER,
+            volumeMounts=mounts,
+            securityContext=v2.IoK8sApiCoreV1SecurityContext.from_dict(
+                restricted["container"]
+            ),
+        )
+    ]
     patch = v2.TrainerV1alpha1RuntimePatch(
         manager="plumb.dev/train",
         trainingRuntimeSpec=v2.TrainerV1alpha1TrainingRuntimeSpecPatch(
@@ -184,17 +227,27 @@ def _pod_template(
 ) -> k8s.V1PodTemplateSpec:
     cluster = training.cluster
     limits = _resource_limits(training)
-    mounts, volumes = None, None
+    mounts = [k8s.V1VolumeMount(name=TMP_VOLUME["name"], mount_path="/tmp")]
+    volumes = [
+        k8s.V1Volume(
+            name=TMP_VOLUME["name"],
+            empty_dir=k8s.V1EmptyDirVolumeSource(size_limit=TMP_VOLUME_SIZE),
+        )
+    ]
     if cluster.volume_claim:
-        mounts = [k8s.V1VolumeMount(name=SHARED_VOLUME, mount_path=cluster.shared_path)]
-        volumes = [
+        mounts.insert(
+            0, k8s.V1VolumeMount(name=SHARED_VOLUME, mount_path=cluster.shared_path)
+        )
+        volumes.insert(
+            0,
             k8s.V1Volume(
                 name=SHARED_VOLUME,
                 persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(
                     claim_name=cluster.volume_claim
                 ),
-            )
-        ]
+            ),
+        )
+    restricted = RESTRICTED_POD_SECURITY
     tolerations = [
         k8s.V1Toleration(
             key=t.get("key"),
@@ -216,8 +269,22 @@ def _pod_template(
                         limits=limits, requests=limits
                     ),
                     volume_mounts=mounts,
+                    security_context=k8s.V1SecurityContext(
+                        allow_privilege_escalation=False,
+                        read_only_root_filesystem=True,
+                        run_as_non_root=True,
+                        capabilities=k8s.V1Capabilities(drop=["ALL"]),
+                        seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
+                    ),
                 )
             ],
+            security_context=k8s.V1PodSecurityContext(
+                run_as_non_root=True,
+                run_as_user=restricted["pod"]["runAsUser"],
+                run_as_group=restricted["pod"]["runAsGroup"],
+                fs_group=restricted["pod"]["fsGroup"],
+                seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
+            ),
             node_selector=cluster.node_selector or None,
             tolerations=tolerations or None,
             volumes=volumes,
@@ -267,10 +334,18 @@ def render_pytorchjob(training: TrainingConfig, *, name: str, spec_path: str) ->
     return TrainingApiClient().sanitize_for_serialization(job)
 
 
-def render_tfjob(training: TrainingConfig, *, name: str, command: list[str]) -> dict:
-    """A Training Operator v1 TFJob with `workers` Worker pods (TF_CONFIG is set by the
-    operator); `command` is the TensorFlow trainer's worker command."""
-    template = _pod_template(training, container_name="tensorflow", command=command)
+def render_tfjob(training: TrainingConfig, *, name: str, job_dir: str) -> dict:
+    """A Training Operator v1 TFJob with `workers` Worker pods.
+
+    Each pod runs the TensorFlow worker entry point on the staged `job_dir`; the
+    operator sets `TF_CONFIG`, from which the worker takes its index (worker 0 is the
+    chief). A pod restarted after a failure resumes from the job's latest checkpoint.
+    """
+    template = _pod_template(
+        training,
+        container_name="tensorflow",
+        command=tf_workers.worker_command(job_dir),
+    )
     kind = JOB_KINDS["tfjob"]
     job = v1.KubeflowOrgV1TFJob(
         api_version=kind.api_version,
@@ -437,13 +512,7 @@ def run_cluster_training(
         PlumbError: The shared path is not mounted here, or a worker found bad input.
         TrainingFailedError: The job failed or timed out.
     """
-    shared = Path(training.cluster.shared_path)
-    if not shared.is_dir():
-        raise PlumbError(
-            f"training.cluster.shared_path {str(shared)!r} is not a directory in the "
-            "component's pod; mount a ReadWriteMany volume there (training.cluster."
-            "volume_claim) or use training.backend 'local'"
-        )
+    shared = _shared_path(training)
     name = f"plumb-train-{uuid.uuid4().hex[:8]}"
     run_dir = shared / name
     data.save(run_dir / "data")
@@ -466,6 +535,76 @@ def run_cluster_training(
             f"training.backend {training.backend!r} does not train PyTorch; use "
             "'trainjob' or 'pytorchjob'"
         )
+    _create_and_wait(training, body=body, custom_api=custom_api, core_api=core_api)
+    if (run_dir / ERROR_FILE).is_file():
+        raise PlumbError(read_json(run_dir / ERROR_FILE)["error"])
+    payload = torch.load(run_dir / RESULT_FILE, map_location="cpu", weights_only=True)
+    return payload["state_dict"], payload["metrics"]
+
+
+def run_tfjob_training(
+    training: TrainingConfig,
+    *,
+    arrays: TrainingArrays,
+    task: str,
+    model_dir: Path,
+    custom_api: Any = None,
+    core_api: Any = None,
+) -> dict[str, float]:
+    """Stage a TensorFlow job folder, run it as a TFJob, copy the chief's model back.
+
+    The job folder on the shared path is what the local launcher writes
+    (`tf_workers.stage_job`); the chief exports into its `model/` subfolder, and the
+    TFLite and Keras files are copied from there into `model_dir`.
+
+    Returns:
+        The chief's metrics plus `replica_max_weight_diff`.
+
+    Raises:
+        PlumbError: The shared path is not mounted here, or a worker found bad input.
+        TrainingFailedError: The job failed or timed out.
+    """
+    shared = _shared_path(training)
+    name = f"plumb-train-{uuid.uuid4().hex[:8]}"
+    job_dir = shared / name
+    exported = job_dir / "model"
+    tf_workers.stage_job(
+        training, arrays=arrays, task=task, job_dir=job_dir, model_dir=exported
+    )
+    body = render_tfjob(training, name=name, job_dir=str(job_dir))
+    _create_and_wait(training, body=body, custom_api=custom_api, core_api=core_api)
+    reported = sorted(job_dir.glob("error-*.json"))
+    if reported:
+        raise PlumbError(read_json(reported[0])["message"])
+    model_dir.mkdir(parents=True, exist_ok=True)
+    for file_name in (TFLITE_MODEL_FILE, KERAS_MODEL_FILE):
+        source = exported / file_name
+        if source.is_dir():
+            shutil.copytree(source, model_dir / file_name, dirs_exist_ok=True)
+        else:
+            shutil.copy2(source, model_dir / file_name)
+    metrics = read_json(job_dir / tf_workers.METRICS_FILE)
+    metrics["replica_max_weight_diff"] = tf_workers.replica_weight_diff(
+        job_dir, workers=training.workers
+    )
+    return {key: float(value) for key, value in metrics.items()}
+
+
+def _shared_path(training: TrainingConfig) -> Path:
+    shared = Path(training.cluster.shared_path)
+    if not shared.is_dir():
+        raise PlumbError(
+            f"training.cluster.shared_path {str(shared)!r} is not a directory in the "
+            "component's pod; mount a ReadWriteMany volume there (training.cluster."
+            "volume_claim) or use training.backend 'local'"
+        )
+    return shared
+
+
+def _create_and_wait(
+    training: TrainingConfig, *, body: dict, custom_api: Any, core_api: Any
+) -> None:
+    """`create_and_wait` with the in-cluster API clients unless test fakes are given."""
     if custom_api is None or core_api is None:
         from kubernetes import config as k8s_config
 
@@ -479,7 +618,3 @@ def run_cluster_training(
         poll_seconds=training.cluster.poll_seconds,
         timeout_seconds=training.cluster.timeout_seconds,
     )
-    if (run_dir / ERROR_FILE).is_file():
-        raise PlumbError(read_json(run_dir / ERROR_FILE)["error"])
-    payload = torch.load(run_dir / RESULT_FILE, map_location="cpu", weights_only=True)
-    return payload["state_dict"], payload["metrics"]

@@ -121,7 +121,7 @@ def launch_local(
     )
     started = time.perf_counter()
     returncode = run_process_group(
-        command, env=_worker_env(threads=training.threads_per_worker)
+        command, env=worker_env(threads=training.threads_per_worker)
     )
     if (run_dir / ERROR_FILE).is_file():
         raise PlumbError(read_json(run_dir / ERROR_FILE)["error"])
@@ -168,7 +168,9 @@ def _group_alive(group: int) -> bool:
     return True
 
 
-def _worker_env(*, threads: int) -> dict[str, str]:
+def worker_env(*, threads: int) -> dict[str, str]:
+    """torchrun's environment: this one, with `threads` OpenMP threads per worker and
+    plumb importable from this tree."""
     env = dict(os.environ)
     env["OMP_NUM_THREADS"] = str(threads)
     # The workers import plumb from the same tree as this process.

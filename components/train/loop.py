@@ -237,6 +237,7 @@ def fit(
             loss_fn=loss_fn,
             task=task,
             amp_dtype=amp_dtype,
+            context=context,
         )
         score = -val_loss if training.early_stopping_metric == "loss" else val_metric
         progress.epoch = epoch
@@ -387,12 +388,18 @@ def _validate(
     loss_fn: nn.Module,
     task: str,
     amp_dtype: torch.dtype | None,
+    context: WorkerContext,
 ) -> tuple[float, float]:
-    """Loss and metric (ROC AUC or R2) on the whole validation split."""
+    """Loss and metric (ROC AUC or R2) on the whole validation split.
+
+    Each rank scores its own contiguous share of the rows and the outputs are
+    all-gathered, so every rank computes the same loss and metric from all rows
+    (the ranks hold identical weights after `_sync_buffers`).
+    """
     network.eval()
     device = val_features.device
     with torch.no_grad(), _autocast(device, amp_dtype):
-        output = network(val_features).squeeze(-1).float()
+        output = _gather_rows(network, val_features, context).float()
     labels = torch.from_numpy(val_labels).to(device)
     loss = float(loss_fn(output, labels))
     predictions = output.cpu().numpy().astype(np.float64)
@@ -403,6 +410,24 @@ def _validate(
             return loss, math.nan
         return loss, roc_auc(val_labels, predictions)
     return loss, r2(val_labels, predictions)
+
+
+def _gather_rows(
+    network: nn.Module, features: torch.Tensor, context: WorkerContext
+) -> torch.Tensor:
+    """The network's output for every row, each rank computing one share of them."""
+    if not context.distributed:
+        return network(features).squeeze(-1)
+    rows = len(features)
+    share = math.ceil(rows / context.world_size)
+    start = min(context.rank * share, rows)
+    mine = network(features[start : start + share]).squeeze(-1).float()
+    # all_gather needs equal sizes: pad the last (shorter) share, trim afterwards.
+    padded = torch.zeros(share, dtype=mine.dtype, device=mine.device)
+    padded[: len(mine)] = mine
+    gathered = [torch.empty_like(padded) for _ in range(context.world_size)]
+    dist.all_gather(gathered, padded)
+    return torch.cat(gathered)[:rows]
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:

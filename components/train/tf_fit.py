@@ -3,6 +3,13 @@
 `tf_train.py` (one process) and `tf_workers.py` (each worker of a
 `MultiWorkerMirroredStrategy` run) call `fit_network`, then the chief calls
 `export_network`. Importing this module imports TensorFlow.
+
+Given a checkpoint directory, `fit_network` saves the network, Adam's state and the
+early-stopping state there every `training.checkpoint_every_epochs` epochs
+(`tf.train.CheckpointManager`), and a run started again on the same directory resumes
+from the latest one. Under `MultiWorkerMirroredStrategy` every worker writes (the save
+may read variables through collective ops), the chief into the directory and the others
+into scratch copies, and every worker restores from the chief's.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import logging
 import math
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +45,7 @@ from components.train.tf_train import TrainingArrays
 logger = logging.getLogger(__name__)
 
 VALIDATION_CHUNK_ROWS = 8192
+CHECKPOINTS_KEPT = 2
 
 
 @dataclass
@@ -49,6 +58,8 @@ class FitResult:
     best_validation_loss: float
     seconds: float
     rows_per_second: float
+    resumed_from_epoch: int = 0
+    """The epoch of the checkpoint this run continued from (0: a fresh start)."""
 
     def metrics(self) -> dict[str, float]:
         return {
@@ -56,6 +67,7 @@ class FitResult:
             "validation_loss": self.best_validation_loss,
             "train_seconds": self.seconds,
             "rows_per_second": self.rows_per_second,
+            "resumed_from_epoch": float(self.resumed_from_epoch),
         }
 
 
@@ -66,6 +78,8 @@ def fit_network(
     task: str,
     strategy: tf.distribute.Strategy | None = None,
     is_chief: bool = True,
+    rank: int = 0,
+    checkpoint_dir: Path | None = None,
 ) -> FitResult:
     """Train with Adam and early stopping on the validation loss; keep the best weights.
 
@@ -74,6 +88,10 @@ def fit_network(
     `config.batch_size` is the per-worker batch. The validation loss is computed on the
     full validation split by each worker from identical weights, so all workers make
     the same early-stopping decision.
+
+    With `checkpoint_dir`, a checkpoint found there is resumed from (weights, Adam,
+    best weights and early-stopping counters; the shuffle and dropout streams start
+    afresh) and new ones are written every `config.checkpoint_every_epochs` epochs.
 
     Raises:
         PlumbError: The loss became NaN or infinite.
@@ -103,14 +121,37 @@ def fit_network(
         learning_rate=config.learning_rate,
         log_level=logging.INFO if is_chief else logging.DEBUG,
     )
+    callbacks: list[tf_keras.callbacks.Callback] = [tracker]
+    resumed_from = 0
+    if checkpoint_dir is not None:
+        with strategy.scope():
+            # Adam's slots must exist before a restore can fill them.
+            network.optimizer.build(network.trainable_variables)
+        checkpoints = _EpochCheckpoints(
+            network,
+            tracker=tracker,
+            directory=checkpoint_dir,
+            every_epochs=config.checkpoint_every_epochs,
+            is_chief=is_chief,
+            rank=rank,
+        )
+        resumed_from = checkpoints.restore()
+        callbacks.append(checkpoints)
 
     started = time.perf_counter()
-    network.fit(dataset, epochs=config.epochs, verbose=0, callbacks=[tracker])
+    network.fit(
+        dataset,
+        epochs=config.epochs,
+        initial_epoch=resumed_from,
+        verbose=0,
+        callbacks=callbacks,
+    )
     seconds = time.perf_counter() - started
     if tracker.error is not None:
         raise PlumbError(tracker.error)
 
-    rows_per_second = tracker.epochs_run * len(arrays.train_x) / max(seconds, 1e-9)
+    epochs_here = max(tracker.epochs_run - resumed_from, 0)
+    rows_per_second = epochs_here * len(arrays.train_x) / max(seconds, 1e-9)
     logger.log(
         tracker.log_level,
         "Trained %d epochs in %.1f s (%.0f rows/s on %d worker(s)), best validation "
@@ -127,6 +168,7 @@ def fit_network(
         best_validation_loss=tracker.best_loss,
         seconds=seconds,
         rows_per_second=rows_per_second,
+        resumed_from_epoch=resumed_from,
     )
 
 
@@ -252,6 +294,98 @@ class _BestWeights(tf_keras.callbacks.Callback):
             ]
         )
         return validation_loss(logits, self.arrays.validation_y, task=self.task)
+
+
+class _EpochCheckpoints(tf_keras.callbacks.Callback):
+    """Save the run every N epochs with `tf.train.CheckpointManager`; restore the latest.
+
+    The checkpoint holds the network, Adam (its step and slots), the number of epochs
+    done and `_BestWeights`' state (best loss and weights, epochs without improvement),
+    so a resumed run keeps the best epoch it saw before it was stopped.
+    """
+
+    def __init__(
+        self,
+        network: tf_keras.Model,
+        *,
+        tracker: _BestWeights,
+        directory: Path,
+        every_epochs: int,
+        is_chief: bool,
+        rank: int,
+    ) -> None:
+        super().__init__()
+        self.tracker = tracker
+        self.directory = directory
+        self.every_epochs = every_epochs
+        # Plain (per-worker) variables: every worker holds the same values, since all
+        # compute the same validation loss from the same weights.
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.best_loss = tf.Variable(math.inf, dtype=tf.float64, trainable=False)
+        self.stale_epochs = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.best_weights = [
+            tf.Variable(np.zeros_like(w), trainable=False)
+            for w in network.get_weights()
+        ]
+        self.checkpoint = tf.train.Checkpoint(
+            network=network,
+            optimizer=network.optimizer,
+            epoch=self.epoch,
+            best_loss=self.best_loss,
+            stale_epochs=self.stale_epochs,
+            best_weights=self.best_weights,
+        )
+        # Workers other than the chief write to a scratch copy, removed after each save.
+        self.write_directory = (
+            directory if is_chief else directory.with_name(f"{directory.name}-{rank}")
+        )
+        self.is_chief = is_chief
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint,
+            directory=str(self.write_directory),
+            max_to_keep=CHECKPOINTS_KEPT,
+        )
+
+    def restore(self) -> int:
+        """Load the latest checkpoint in the chief's directory; return its epoch (0 if
+        there is none)."""
+        latest = tf.train.latest_checkpoint(str(self.directory))
+        if latest is None:
+            return 0
+        self.checkpoint.restore(latest).assert_existing_objects_matched()
+        epoch = int(self.epoch.numpy())
+        self.tracker.best_loss = float(self.best_loss.numpy())
+        self.tracker.stale_epochs = int(self.stale_epochs.numpy())
+        self.tracker.epochs_run = epoch
+        if math.isfinite(self.tracker.best_loss):
+            self.tracker.best_weights = [w.numpy() for w in self.best_weights]
+        logger.log(
+            self.tracker.log_level,
+            "Resumed from the checkpoint of epoch %d (%s)",
+            epoch,
+            latest,
+        )
+        return epoch
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        done = epoch + 1
+        if self.tracker.error is not None:
+            return
+        last = bool(self.model.stop_training) or done == self.params.get("epochs")
+        if done % self.every_epochs and not last:
+            return
+        self.epoch.assign(done)
+        self.best_loss.assign(self.tracker.best_loss)
+        self.stale_epochs.assign(self.tracker.stale_epochs)
+        if self.tracker.best_weights:
+            for variable, value in zip(
+                self.best_weights, self.tracker.best_weights, strict=True
+            ):
+                variable.assign(value)
+        path = self.manager.save(checkpoint_number=done)
+        if not self.is_chief:
+            shutil.rmtree(self.write_directory, ignore_errors=True)
+        logger.debug("Wrote checkpoint of epoch %d to %s", done, path)
 
 
 def export_network(

@@ -13,6 +13,8 @@ TensorFlow is imported lazily, so the PyTorch path never pays for it.
 from __future__ import annotations
 
 import logging
+import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +76,7 @@ def train_and_export_tf(
     schema = Schema.load(preprocessor / "schema.json")
     transform = Transform.load(preprocessor / "transform.json")
     _check_split_sizes(train=train, validation=validation, workers=config.workers)
+    _check_gpus(config)
     arrays = TrainingArrays(
         train_x=transform.apply(train),
         train_y=schema.labels(train),
@@ -83,11 +86,24 @@ def train_and_export_tf(
     out = Path(model_dir)
     out.mkdir(parents=True, exist_ok=True)
 
-    if config.workers == 1:
+    if config.backend == "tfjob":
+        from components.train.cluster import run_tfjob_training
+
+        metrics = run_tfjob_training(
+            config, arrays=arrays, task=schema.task, model_dir=out
+        )
+    elif config.workers == 1:
         from components.train.tf_fit import export_network, fit_network
 
-        result = fit_network(config, arrays=arrays, task=schema.task)
+        run_dir = out / "run"
+        result = fit_network(
+            config,
+            arrays=arrays,
+            task=schema.task,
+            checkpoint_dir=run_dir / "checkpoints",
+        )
         export_network(config, result=result, task=schema.task, model_dir=out)
+        shutil.rmtree(run_dir, ignore_errors=True)
         metrics = result.metrics()
     else:
         from components.train.tf_workers import run_workers
@@ -113,6 +129,35 @@ def train_and_export_tf(
         },
     )
     return metrics
+
+
+def _check_gpus(config: TrainingConfig) -> None:
+    """Refuse GPUs asked for where TensorFlow sees none (or warn, if allowed).
+
+    Raises:
+        PlumbError: `gpus_per_worker` asks for more GPUs than TensorFlow finds here
+            and `gpu_fallback_to_cpu` is off.
+    """
+    if config.gpus_per_worker == 0 or config.backend != "local":
+        return
+    import tensorflow as tf
+
+    found = len(tf.config.list_physical_devices("GPU"))
+    if found >= config.gpus_per_worker:
+        return
+    problem = (
+        f"training.gpus_per_worker={config.gpus_per_worker} but TensorFlow finds "
+        f"{found} GPU(s) here (the pinned tensorflow wheel has no CUDA libraries; "
+        "tensorflow[and-cuda] adds them)"
+    )
+    if config.gpu_fallback_to_cpu:
+        warnings.warn(f"{problem}; training on the CPU instead", stacklevel=3)
+        logger.warning("%s; training on the CPU instead", problem)
+        return
+    raise PlumbError(
+        f"{problem}; set training.gpus_per_worker to 0, or set "
+        "training.gpu_fallback_to_cpu to true to train on the CPU"
+    )
 
 
 def _check_split_sizes(

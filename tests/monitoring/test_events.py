@@ -151,5 +151,9 @@ def test_decode_predictions_v1_and_v2() -> None:
     ]
     outputs = {"outputs": [{"name": "p", "shape": [2, 1], "data": [0.1, 0.9]}]}
     assert decode_predictions(outputs, SCHEMA) == [0.1, 0.9]
-    with pytest.raises(EventError):
-        decode_predictions({"predictions": [{"x": 1}]}, SCHEMA)
+    # plumb's own predictor answers one object per row.
+    plumb = {"predictions": [{"probability": 0.7, "label": "delayed"}, {"value": 2}]}
+    assert decode_predictions(plumb, SCHEMA) == [0.7, 2.0]
+    for bad in ({"x": 1}, float("nan"), 10**400):
+        with pytest.raises(EventError):
+            decode_predictions({"predictions": [bad]}, SCHEMA)

@@ -106,6 +106,53 @@ def test_v2_infer_matches_in_process(
     assert outputs["label"]["datatype"] == "BYTES"
 
 
+def test_v2_columnar_tensors_match_in_process(
+    server: Any, trained_model_dir: Path, rows: pd.DataFrame, expected: np.ndarray
+) -> None:
+    """V2 takes nested [rows, 1] columns and the transformed `features` tensor (JSON
+    and binary) and answers with the in-process probabilities."""
+    url = f"{server.base_url}/v2/models/{MODEL_NAME}/infer"
+    nested = [
+        {**tensor, "shape": [len(rows), 1], "data": [[v] for v in tensor["data"]]}
+        for tensor in _v2_inputs(rows)
+    ]
+    matrix = load_model(trained_model_dir).transform.apply(rows)
+    features = {"name": "features", "shape": list(matrix.shape), "datatype": "FP32"}
+    header = json.dumps(
+        {"inputs": [{**features, "parameters": {"binary_data_size": matrix.nbytes}}]}
+    ).encode()
+    answers = [
+        httpx.post(url, json={"inputs": nested}),
+        httpx.post(
+            url, json={"inputs": [{**features, "data": matrix.ravel().tolist()}]}
+        ),
+        httpx.post(
+            url,
+            content=header + matrix.tobytes(),
+            headers={
+                "content-type": "application/octet-stream",
+                "inference-header-content-length": str(len(header)),
+            },
+        ),
+    ]
+    for response in answers:
+        assert response.status_code == 200, response.text
+        outputs = {output["name"]: output for output in response.json()["outputs"]}
+        np.testing.assert_allclose(
+            outputs["probability"]["data"], expected, rtol=0, atol=VALUE_TOLERANCE
+        )
+
+
+def test_v2_requested_outputs_are_filtered(server: Any, rows: pd.DataFrame) -> None:
+    """`outputs` in a V2 request limits the answer to the outputs named there."""
+    response = httpx.post(
+        f"{server.base_url}/v2/models/{MODEL_NAME}/infer",
+        json={"inputs": _v2_inputs(rows.head(2)), "outputs": [{"name": "label"}]},
+    )
+    assert response.status_code == 200, response.text
+    assert [output["name"] for output in response.json()["outputs"]] == ["label"]
+
+
 def test_v2_health_and_metadata(server: Any, rows: pd.DataFrame) -> None:
     """kserve's V2 health and metadata endpoints describe plumb's inputs and outputs."""
     base = server.base_url
@@ -167,6 +214,12 @@ def _malformed(
         tensors[index].update(change)
         return tensors
 
+    width = len(columns)  # every breast-cancer column is numeric: width unchanged
+
+    def features(**change: Any) -> dict[str, Any]:
+        tensor = {"name": "features", "shape": [1, width], "datatype": "FP32"}
+        return {**tensor, "data": [0.0] * width, **change}
+
     big_row = json.dumps(good_row)
     too_big = (
         '{"instances": ['
@@ -206,7 +259,7 @@ def _malformed(
         ("scalar-row", ("v1", {"instances": [3.0]}, 400, "instances")),
         (
             "too-many-rows",
-            ("v1", {"instances": [good_row] * (max_rows + 1)}, 400, str(max_rows)),
+            ("v1", {"instances": [good_row] * (max_rows + 1)}, 413, str(max_rows)),
         ),
         ("body-too-large", ("v1", too_big.encode(), 413, str(max_body_bytes))),
         ("invalid-json", ("v1", b'{"instances": [1, 2', 400, "")),
@@ -236,6 +289,28 @@ def _malformed(
         ("v2-empty-inputs", ("v2", {"inputs": []}, 400, "inputs")),
         ("v2-no-inputs-key", ("v2", {"tensors": v2}, 422, "")),
         ("v2-3d-shape", ("v2", {"inputs": with_v2(0, shape=[1, 1, 1])}, 400, first)),
+        ("v2-invalid-json", ("v2", b'{"inputs": [', 400, "JSON")),
+        (
+            "v2-features-wrong-width",
+            (
+                "v2",
+                {"inputs": [features(shape=[1, 2], data=[0.0, 1.0])]},
+                400,
+                "[1, 2]",
+            ),
+        ),
+        (
+            "v2-features-text",
+            ("v2", {"inputs": [features(data=["x"] * width)]}, 400, "features"),
+        ),
+        (
+            "v2-features-int-datatype",
+            ("v2", {"inputs": [features(datatype="INT64")]}, 400, "FP32"),
+        ),
+        (
+            "v2-unknown-output",
+            ("v2", {"inputs": v2, "outputs": [{"name": "bogus"}]}, 400, "bogus"),
+        ),
     ]
 
 
@@ -255,7 +330,7 @@ def _send(server: Any, route: str, body: Any) -> httpx.Response:
 def test_malformed_requests_get_4xx_and_server_survives(
     server: Any, rows: pd.DataFrame
 ) -> None:
-    """Each of 27 malformed requests is refused with 4xx naming the field; serving goes on."""
+    """Each of 32 malformed requests is refused with 4xx naming the field; serving goes on."""
     good_row = rows.values.tolist()[0]
     cases = _malformed(
         list(rows.columns),
@@ -286,3 +361,52 @@ def test_chunked_body_over_limit_is_413(server: Any) -> None:
     response = httpx.post(_v1(server), content=chunks())
     assert response.status_code == 413
     assert httpx.get(f"{server.base_url}/v2/health/ready").status_code == 200
+
+
+def test_bad_binary_tensor_is_400(server: Any) -> None:
+    """A binary V2 request whose data is shorter than declared is refused with 400."""
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "features",
+                    "shape": [1, 30],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": 120},
+                }
+            ]
+        }
+    ).encode()
+    response = httpx.post(
+        f"{server.base_url}/v2/models/{MODEL_NAME}/infer",
+        content=header + b"\0" * 8,
+        headers={"inference-header-content-length": str(len(header))},
+    )
+    assert response.status_code == 400
+    assert "binary_data_size" in response.text
+
+
+def test_refused_requests_log_one_warning_line(server: Any, rows: pd.DataFrame) -> None:
+    """Each 4xx is one WARNING line with status, model and message; no traceback."""
+    v2 = f"{server.base_url}/v2/models/{MODEL_NAME}/infer"
+    bad = [
+        (_v1(server), {"instances": [rows.values.tolist()[0][:-1]]}, 400),
+        (v2, {"inputs": []}, 400),
+        (v2, {"tensors": []}, 422),
+        (f"{server.base_url}/v1/models/no-such-model:predict", {"instances": []}, 404),
+    ]
+    before = len(server.log().splitlines())
+    messages = []
+    for url, body, status in bad:
+        response = httpx.post(url, json=body)
+        assert response.status_code == status
+        messages.append(response.json().get("error", "inputs: Field required"))
+    new_lines = server.log().splitlines()[before:]
+    warnings = [line for line in new_lines if " WARNING " in line]
+    assert len(warnings) == len(bad), "\n".join(new_lines)
+    for line, (_, _, status), message in zip(warnings, bad, messages, strict=True):
+        assert " WARNING components.serving.rest: " in line
+        assert f" {status} POST " in line and message in line
+    models = [line.split("(model ")[1].split(")")[0] for line in warnings]
+    assert models == [MODEL_NAME] * 3 + ["no-such-model"]
+    assert not [line for line in new_lines if "Traceback" in line or " ERROR " in line]

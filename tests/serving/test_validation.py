@@ -125,3 +125,43 @@ def test_not_loaded_model_is_503(trained_model_dir: Path) -> None:
     assert response.status_code == 503
     model.load()
     assert asyncio.run(model.healthy())
+
+
+NUMERIC_SCHEMA = Schema(
+    columns=[
+        ColumnSchema(name="age", kind="numeric"),
+        ColumnSchema(name="income", kind="numeric", missing_share=0.1),
+    ],
+    target="churn",
+    task="binary",
+    classes=["no", "yes"],
+    positive_class="yes",
+)
+
+
+def test_numeric_rows_take_the_one_pass_path_and_encode_alike() -> None:
+    """All-numeric list rows become one matrix that encodes like Transform.apply."""
+    rows = [[30, 1000.5], [45, 20], [61.5, 7.0]]
+    parsed = parse_instances(rows, NUMERIC_SCHEMA, max_rows=10)
+    assert parsed.matrix is not None and parsed.matrix.shape == (3, 2)
+    frame = pd.DataFrame(rows, columns=NUMERIC_SCHEMA.feature_names)
+    transform = Transform.fit(frame, NUMERIC_SCHEMA)
+    np.testing.assert_array_equal(
+        transform.encode(parsed.matrix, {}, rows=3), transform.apply(frame)
+    )
+    np.testing.assert_array_equal(
+        transform.encode(parsed.numeric, {}, rows=3), transform.apply(frame)
+    )
+
+
+@pytest.mark.parametrize(
+    ("bad", "field", "row"),
+    [(True, "age", 1), ("7", "age", 1), (None, "age", 1), (float("nan"), "age", 1)],
+)
+def test_numeric_rows_outside_the_one_pass_path_name_field_and_row(
+    bad: object, field: str, row: int
+) -> None:
+    """A bool, text, null or NaN among numbers is refused naming column and row."""
+    rows: list[list[object]] = [[30, 1.0], [bad, 2.0]]
+    with pytest.raises(SchemaError, match=f"'{field}'.*row {row}"):
+        parse_instances(rows, NUMERIC_SCHEMA, max_rows=10)

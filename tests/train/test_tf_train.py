@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -148,6 +151,32 @@ def test_too_few_rows_for_workers_is_rejected(
         )
 
 
+def test_gpus_asked_without_gpus_is_refused_or_falls_back(
+    tmp_path: Path, prepared_breast_cancer: PreparedData, preprocessed_dir: Path
+) -> None:
+    """No GPU visible to TensorFlow: an error naming the fix, or a warning if allowed."""
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("checks the no-GPU path")
+    with pytest.raises(PlumbError, match="finds 0 GPU.*gpu_fallback_to_cpu"):
+        _train(
+            prepared_breast_cancer, preprocessed_dir, tmp_path / "g", gpus_per_worker=1
+        )
+    assert not (tmp_path / "g").exists()
+    with pytest.warns(UserWarning, match="training on the CPU instead"):
+        metrics = _train(
+            prepared_breast_cancer,
+            preprocessed_dir,
+            tmp_path / "fallback",
+            gpus_per_worker=1,
+            gpu_fallback_to_cpu=True,
+            workers=1,
+            epochs=2,
+        )
+    assert metrics["epochs"] == 2
+
+
 def _worker_processes() -> list[int]:
     """PIDs of tf_workers processes started by this test process."""
     marker = f"--parent-pid\0{os.getpid()}\0"
@@ -206,7 +235,64 @@ def test_failed_worker_stops_the_others(
     )
     try:
         with pytest.raises(PlumbError, match="TensorFlow worker 1 failed"):
-            _train(prepared_breast_cancer, preprocessed_dir, tmp_path / "x", workers=2)
+            _train(
+                prepared_breast_cancer,
+                preprocessed_dir,
+                tmp_path / "x",
+                workers=2,
+                max_restarts=0,
+            )
     finally:
         taken.close()
+    assert _worker_processes() == []
+
+
+def test_killed_worker_group_resumes_from_checkpoint(
+    tmp_path: Path, prepared_breast_cancer: PreparedData, preprocessed_dir: Path
+) -> None:
+    """SIGKILL a TF worker after a checkpoint: the group restarts and resumes from it."""
+    model_dir = tmp_path / "killed"
+    training = {
+        "workers": 2,
+        "epochs": 30,
+        "early_stopping_patience": 0,
+        "checkpoint_every_epochs": 2,
+        "max_restarts": 2,
+        "learning_rate": 1e-2,
+    }
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            outcome["metrics"] = _train(
+                prepared_breast_cancer, preprocessed_dir, model_dir, **training
+            )
+        except Exception as err:  # noqa: BLE001 - re-raised in the test thread below
+            outcome["error"] = err
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    # CheckpointManager writes this index file once a checkpoint is complete.
+    index = model_dir / tf_workers.JOB_DIR / tf_workers.CHECKPOINT_DIR / "checkpoint"
+    deadline = time.monotonic() + 240
+    while not index.exists() and time.monotonic() < deadline and thread.is_alive():
+        time.sleep(0.02)
+    workers = _worker_processes()
+    assert index.exists() and len(workers) == 2, "no checkpoint was written in time"
+    os.kill(max(workers), signal.SIGKILL)
+    thread.join(timeout=300)
+    if thread.is_alive():
+        for pid in _worker_processes():
+            os.kill(pid, signal.SIGKILL)
+        pytest.fail("the restarted TensorFlow workers did not finish within 300 s")
+    if "error" in outcome:
+        raise outcome["error"]
+
+    metrics = outcome["metrics"]
+    assert metrics["restarts"] == 1
+    assert metrics["resumed_from_epoch"] >= training["checkpoint_every_epochs"]
+    assert metrics["epochs"] == training["epochs"]
+    assert metrics["replica_max_weight_diff"] <= 1e-6
+    assert _test_auc(model_dir, prepared_breast_cancer) > 0.95
+    assert not (model_dir / tf_workers.JOB_DIR).exists()
     assert _worker_processes() == []
