@@ -52,3 +52,44 @@ def test_committed_results_render_every_section_and_goal() -> None:
                     verdict = "met" if figure["goal_met"] else "**not met**"
                     assert f": {verdict}" in text
         assert results["machine"]["cpu_model"] in text
+
+
+SERVING_OUTPUT = """plumb serving benchmark on 127.0.0.1 (2 CPUs visible)
+scenario                               req/s     rows/s   p50 ms   p99 ms cpu ms/req errors
+--------------------------------------------------------------------------------------------
+noop (HTTP floor)                        870        870     7.21    26.60      1.234      0
+plumb int8, 1000-row requests             55      55333    35.16    73.91     12.500      0
+
+model only, in-process (rows/s):
+  plumb int8, 1 row(s)                       12345
+
+ratios (goal in brackets):
+  int8 / torch eager fp32 throughput, 1 row :     2.47x  [>= 2x]
+  int8 p50 / no-op p50 (HTTP floor)         :     1.22x  [<= 1.3x]
+  rows/s, 1000-row requests, V1 JSON rows   :     55333  [>= 200000]
+  rows/s, 1000-row requests, no-op floor    :     99999
+"""
+
+
+def test_serving_output_is_read_by_its_header() -> None:
+    """Columns come from the header (an added column shifts nothing); ratios parse."""
+    from bench import harness
+
+    rows = harness.serving_rows(SERVING_OUTPUT)
+    assert rows["noop (HTTP floor)"] == {
+        "req/s": 870.0,
+        "rows/s": 870.0,
+        "p50 ms": 7.21,
+        "p99 ms": 26.60,
+        "cpu ms/req": 1.234,
+        "errors": 0.0,
+    }
+    assert rows["plumb int8, 1000-row requests"]["p99 ms"] == 73.91
+    assert len(rows) == 2  # the table ends at the blank line
+
+    section = harness.Section(name="serving")
+    harness._parse(section, SERVING_OUTPUT, harness.SERVING_RATIOS)
+    batches = harness.SERVING_BATCH.findall(SERVING_OUTPUT)
+    assert batches == [("V1 JSON rows", "55333")]  # the no-op floor is no goal row
+    assert section.figures["int8 p50 / no-op p50 (HTTP floor)"].values == [1.22]
+    assert not section.notes
