@@ -154,6 +154,7 @@ def _serve(kind: str, model_dir: Path, port: int, batch_window_ms: float) -> Non
         model.runtime = _torch_runtime(model_dir)  # type: ignore[attr-defined]
     server = BoundModelServer(
         host="127.0.0.1",
+        max_body_bytes=16 * 1024 * 1024,  # plumb serve's default
         http_port=port,
         enable_grpc=False,
         enable_latency_logging=False,

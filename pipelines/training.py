@@ -8,6 +8,7 @@ GPUs on the train task (and mounts the shared training volume for cluster jobs) 
 that config does; `plumb compile --config FILE` compiles for a given config.
 """
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from kfp import compiler, dsl, kubernetes
@@ -57,8 +58,30 @@ def request_training_resources(
         )
 
 
-def build_training_pipeline(config: PlumbConfig | None = None) -> GraphComponent:
-    """Build the pipeline; `config` is its default parameter and sets task resources."""
+def use_stage_cache(
+    task: dsl.PipelineTask, cached_keys: Mapping[str, str] | None
+) -> dsl.PipelineTask:
+    """Local runs: take the task from kfp's cache under plumb's key, or run it.
+
+    `cached_keys` maps the task names whose verified outputs `pipelines.local` put in
+    kfp's local cache to their stage keys; every other task runs. None (compiling for a
+    cluster) leaves the task's caching options as kfp sets them.
+    """
+    if cached_keys is None:
+        return task
+    key = cached_keys.get(task.name)
+    return task.set_caching_options(enable_caching=key is not None, cache_key=key)
+
+
+def build_training_pipeline(
+    config: PlumbConfig | None = None,
+    *,
+    cached_keys: Mapping[str, str] | None = None,
+) -> GraphComponent:
+    """Build the pipeline; `config` is its default parameter and sets task resources.
+
+    `cached_keys` is for local runs only (see `use_stage_cache`).
+    """
     config = config or PlumbConfig()
     default_config_json = config.to_json()
 
@@ -70,6 +93,7 @@ def build_training_pipeline(config: PlumbConfig | None = None) -> GraphComponent
     def training_pipeline(config_json: str = default_config_json) -> None:
         """Run plumb's loop on the dataset the config names."""
         prepared = preprocess(config_json=config_json).set_display_name("preprocess")
+        use_stage_cache(prepared, cached_keys)
         trained = train(
             config_json=config_json,
             train_data=prepared.outputs["train_data"],
@@ -77,12 +101,14 @@ def build_training_pipeline(config: PlumbConfig | None = None) -> GraphComponent
             preprocessor=prepared.outputs["preprocessor"],
         ).set_display_name("train")
         request_training_resources(trained, config.training)
+        use_stage_cache(trained, cached_keys)
         compressed = compress(
             config_json=config_json,
             model=trained.outputs["model"],
             train_data=prepared.outputs["train_data"],
             validation_data=prepared.outputs["validation_data"],
         ).set_display_name("compress")
+        use_stage_cache(compressed, cached_keys)
         evaluated = evaluate(
             config_json=config_json,
             model=compressed.outputs["compressed_model"],
@@ -90,19 +116,21 @@ def build_training_pipeline(config: PlumbConfig | None = None) -> GraphComponent
             validation_data=prepared.outputs["validation_data"],
             baseline_model=trained.outputs["baseline_model"],
         ).set_display_name("evaluate")
+        use_stage_cache(evaluated, cached_keys)
         deploy_if_gate_passed(
             config_json=config_json,
             gate_passed=evaluated.outputs["gate_passed"],
             model=compressed.outputs["compressed_model"],
             verdict=evaluated.outputs["verdict"],
         ).set_display_name("deploy-if-gate-passed")
-        monitor(
+        monitored = monitor(
             config_json=config_json,
             reference_data=prepared.outputs["train_data"],
             production_data=prepared.outputs["production_data"],
             test_data=prepared.outputs["test_data"],
             preprocessor=prepared.outputs["preprocessor"],
         ).set_display_name("monitor")
+        use_stage_cache(monitored, cached_keys)
 
     return training_pipeline
 

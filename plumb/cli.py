@@ -93,10 +93,21 @@ def run(
             "--set", help="Override a config field: KEY=VALUE, e.g. training.epochs=3."
         ),
     ] = None,
+    no_cache: Annotated[
+        bool,
+        typer.Option(
+            "--no-cache",
+            help="Run every stage, even those whose inputs did not change.",
+        ),
+    ] = False,
 ) -> None:
-    """Run the whole pipeline locally through kfp's local runner."""
+    """Run the whole pipeline locally through kfp's local runner.
+
+    Stages whose inputs (data, config section, code, upstream stages) did not change
+    since an earlier run in the same --runs-dir are taken from its stage cache.
+    """
     from components.evaluate.metrics import check_gate_metrics
-    from components.preprocess.lib import prepare
+    from components.preprocess.datasets import resolve_task
     from pipelines.local import run_pipeline
 
     overrides = _parse_sets(set_ or [])
@@ -105,16 +116,22 @@ def run(
     if max_rows is not None:
         overrides["data.max_rows"] = max_rows
     settings = _load(config, overrides)
-
-    # Check the data here, in-process, so a bad table fails fast with one clear line
-    # instead of a task traceback from inside the runner.
-    with console.status(f"Checking {settings.data.dataset} ..."), _quiet_logs():
-        prepared = prepare(settings)
-        check_gate_metrics(
-            settings.evaluation.gate.thresholds, task=prepared.schema.task
-        )
-    summary = run_pipeline(settings, runs_dir=runs_dir)
+    check_gate_metrics(
+        settings.evaluation.gate.thresholds, task=resolve_task(settings.data)
+    )
+    summary = run_pipeline(
+        settings, runs_dir=runs_dir, use_cache=not no_cache, preflight=_check_data
+    )
     _print_summary(summary)
+
+
+def _check_data(settings: PlumbConfig) -> None:
+    """Check the data in-process, so a bad table fails fast with one clear line
+    instead of a task traceback from inside the runner."""
+    from components.preprocess.lib import check_data
+
+    with console.status(f"Checking {settings.data.dataset} ..."), _quiet_logs():
+        check_data(settings)
 
 
 @contextlib.contextmanager
@@ -146,6 +163,8 @@ def _print_summary(summary: Any) -> None:
     if summary.drift_share is not None:
         drifted = "drifted" if summary.dataset_drifted else "no drift"
         table.add_row("drift", f"{drifted} (share {summary.drift_share:.2f})")
+    if summary.cached_stages:
+        table.add_row("cached stages", ", ".join(summary.cached_stages))
     console.print(table)
     # Paths go below the table, whole: they are what `plumb serve` and a browser need.
     paths = {

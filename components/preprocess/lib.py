@@ -32,6 +32,37 @@ def prepare(config: PlumbConfig) -> PreparedData:
     Raises:
         DataError: The data cannot be used (see `load_table` and `infer_schema`).
     """
+    table, schema, splits = _load_and_split(config)
+    # The schema's categories and ranges describe training data only.
+    schema = infer_schema(
+        splits["train"],
+        features=table.features,
+        target=table.target,
+        task=table.task,
+        positive_class=schema.positive_class,
+    )
+    transform = Transform.fit(splits["train"], schema)
+    return PreparedData(table=table, schema=schema, splits=splits, transform=transform)
+
+
+def check_data(config: PlumbConfig) -> Schema:
+    """Run the checks of `prepare` that can fail (load, schema, split), no more.
+
+    `plumb run` calls this in-process before the pipeline, so that bad data fails
+    with one clear line rather than a task traceback; it skips what cannot fail on
+    data that passed these checks (the training-split schema, the transform fit).
+
+    Returns:
+        The schema of the whole table.
+
+    Raises:
+        DataError: The data cannot be used (see `prepare`).
+    """
+    _, schema, _ = _load_and_split(config)
+    return schema
+
+
+def _load_and_split(config: PlumbConfig) -> tuple[Table, Schema, dict]:
     table = load_table(config.data)
     frame = table.frame
     dropped = int(frame[table.target].isna().sum())
@@ -57,16 +88,7 @@ def prepare(config: PlumbConfig) -> PreparedData:
         stratify=stratify if table.time_column is None else None,
         time_column=table.time_column,
     )
-    # The schema's categories and ranges describe training data only.
-    schema = infer_schema(
-        splits["train"],
-        features=table.features,
-        target=table.target,
-        task=table.task,
-        positive_class=schema.positive_class,
-    )
-    transform = Transform.fit(splits["train"], schema)
-    return PreparedData(table=table, schema=schema, splits=splits, transform=transform)
+    return table, schema, splits
 
 
 def write_prepared(
