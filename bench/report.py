@@ -8,10 +8,10 @@ from typing import Any
 from components.common.artifacts import read_json
 
 HOW_TO_RUN = """\
-Reproduce with `python -m bench` (full mode, the figures below; 14 minutes on 2 busy
-cores) or `python -m bench --quick` (breast-cancer pipeline and the scripts' `--quick`
-sizes, one repeat; 11 minutes on the same busy machine, not yet the 2 minutes aimed
-for: each script trains its own model and starts its own processes). Each
+Reproduce with `python -m bench` (full mode, the figures below; about 8 minutes on 2
+idle cores, 14 on busy ones) or `python -m bench --quick` (breast-cancer pipeline and
+the scripts' `--quick` sizes, one repeat; 11 minutes on a busy machine, not yet the 2
+minutes aimed for: each script trains its own model and starts its own processes). Each
 section runs its command in a child process, repeats it, and keeps every value and the
 median; `--sections pipeline,drift` picks sections, `--repeats N` overrides the repeats.
 Results are written to `bench/results/<date>-<mode>.json`; `python -m bench --render
@@ -48,9 +48,9 @@ SECTION_ROWS = [
 ]
 
 SHARED_MACHINE_NOTE = (
-    "The machine was shared with other engineers' builds and tests while this ran "
-    "(load average {load} at the start on {cores} cores), so absolute times are "
-    "pessimistic; the ratios were measured side by side in the same run."
+    "Load average {load} at the start on {cores} cores: absolute times swing with "
+    "whatever else the machine runs; the ratios were measured side by side in the "
+    "same run."
 )
 
 
