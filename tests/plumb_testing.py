@@ -23,3 +23,16 @@ def quick_config(**sections: dict) -> PlumbConfig:
     for name, values in sections.items():
         raw[name] = {**raw.get(name, {}), **values}
     return PlumbConfig.model_validate(raw)
+
+
+def metric_value(text: str, name: str, **labels: str) -> float | None:
+    """One sample from Prometheus text format, or None."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(
+                sample.labels.get(key) == value for key, value in labels.items()
+            ):
+                return float(sample.value)
+    return None

@@ -169,19 +169,6 @@ def wait_for(predicate: Any, *, timeout_seconds: float = 90.0, what: str = "") -
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def metric_value(text: str, name: str, **labels: str) -> float | None:
-    """Read one sample from Prometheus text format."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(
-                sample.labels.get(key) == value for key, value in labels.items()
-            ):
-                return float(sample.value)
-    return None
-
-
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",

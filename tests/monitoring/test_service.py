@@ -20,11 +20,11 @@ from monitor_helpers import (
     MonitorProcess,
     chromium_binary,
     kserve_headers,
-    metric_value,
     open_in_chromium,
     send_rows,
     wait_for,
 )
+from plumb_testing import metric_value
 
 from components.common.model_runtime import load_model
 from components.evaluate.metrics import compute_metrics

@@ -155,19 +155,6 @@ def event_headers(kind: str, event_id: str | None = None) -> dict[str, str]:
     }
 
 
-def metric_value(text: str, name: str, **labels: str) -> float | None:
-    """One sample from Prometheus text format, or None."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(
-                sample.labels.get(key) == value for key, value in labels.items()
-            ):
-                return float(sample.value)
-    return None
-
-
 def rss_bytes(pid: int) -> int:
     """Resident memory of a process, from the kernel's own accounting (/proc)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

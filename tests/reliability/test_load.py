@@ -19,10 +19,10 @@ from pathlib import Path
 import httpx
 import pytest
 from load import LoadResult, batches, run_load
+from plumb_testing import metric_value
 from reliability_helpers import (
     SERVICE,
     ServerProcess,
-    metric_value,
     rss_bytes,
     start_monitor,
     start_predictor,

@@ -19,12 +19,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from load import LoadResult, batches, run_load
+from plumb_testing import metric_value
 from reliability_helpers import (
     SERVICE,
     TOKEN,
     ServerProcess,
     event_headers,
-    metric_value,
     start_monitor,
     start_predictor,
 )
