@@ -155,8 +155,9 @@ def run_pipeline(
     from pipelines.training import build_training_pipeline
 
     cache = StageCache(Path(runs_dir) / CACHE_DIR)
-    keys = _cacheable_keys(config) if use_cache else {}
-    hits = _lookup_hits(cache, keys)
+    keys = _cacheable_keys(config)
+    # --no-cache skips the look-up only: what runs still refreshes the cache.
+    hits = _lookup_hits(cache, keys) if use_cache else {}
     if preflight is not None and "preprocess" not in hits:
         preflight(config)
 
@@ -267,7 +268,7 @@ def _log_plan(
     keys: dict[str, str], hits: dict[str, StoredStage], *, use_cache: bool
 ) -> None:
     if not use_cache:
-        logger.info("Stage cache off (--no-cache): every stage runs")
+        logger.info("Stage cache not read (--no-cache): every stage runs and is stored")
         return
     for name, key in keys.items():
         state = "cached" if name in hits else "to run"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -566,8 +567,10 @@ def main() -> None:
 
         if debug or not isinstance(err, PipelineFailedError):
             raise
+        # kfp colours its messages; the error line stays plain text.
+        message = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
         error_console.print(
-            f"error: {err}", markup=False, highlight=False, soft_wrap=True
+            f"error: {message}", markup=False, highlight=False, soft_wrap=True
         )
         code = 1
     sys.exit(code if isinstance(code, int) else 0)

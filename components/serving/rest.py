@@ -369,7 +369,7 @@ class BodyLimitMiddleware:
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit():
             if int(declared) > self.max_body_bytes:
-                await self._refuse(send, size=int(declared))
+                await self._refuse(scope, send, size=int(declared))
                 return
         received = 0
 
@@ -385,7 +385,7 @@ class BodyLimitMiddleware:
         try:
             await self.app(scope, counting_receive, send)
         except RequestTooLargeError:
-            await self._refuse(send, size=received)
+            await self._refuse(scope, send, size=received)
 
     def _message(self, size: int) -> str:
         return (
@@ -393,8 +393,15 @@ class BodyLimitMiddleware:
             "byte limit; send fewer rows per request"
         )
 
-    async def _refuse(self, send: Any, *, size: int) -> None:
+    async def _refuse(self, scope: dict, send: Any, *, size: int) -> None:
         error = RequestTooLargeError(self._message(size))
+        logger.warning(
+            "%d %s %s: %s",
+            int(http_status(error)),
+            scope.get("method", "-"),
+            scope.get("path", "-"),
+            error,
+        )
         body = orjson.dumps({"error": str(error)})
         await send(
             {

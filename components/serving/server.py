@@ -15,6 +15,7 @@ batch of more than `max_rows` rows is refused with 413 once it is parsed.
 from __future__ import annotations
 
 import logging
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,12 @@ class ServeOptions:
         for name in ("port", "workers", "max_rows", "max_body_bytes", "threads"):
             if getattr(self, name) < 1:
                 raise PlumbError(f"--{name.replace('_', '-')} must be >= 1")
+        for name in ("port", "grpc_port"):
+            port = getattr(self, name)
+            if port is not None and not 1 <= port <= 65535:
+                raise PlumbError(
+                    f"--{name.replace('_', '-')} {port} is not a TCP port; use 1-65535"
+                )
         if self.grpc_port is not None and self.grpc_port == self.port:
             raise PlumbError(
                 f"--grpc-port {self.grpc_port} equals --port; choose another port"
@@ -121,6 +128,29 @@ def build(options: ServeOptions) -> tuple[BoundModelServer, PlumbModel]:
 
 
 def serve(options: ServeOptions) -> None:
-    """Load the model and serve it until the process is stopped."""
+    """Load the model and serve it until the process is stopped.
+
+    Raises:
+        PlumbError: The address cannot be bound (in use, or not this machine's).
+    """
+    check_bindable(options.host, options.port)
     server, model = build(options)
     server.start([model])
+
+
+def check_bindable(host: str, port: int) -> None:
+    """Fail early, with the fix, when `host:port` cannot be bound.
+
+    Raises:
+        PlumbError: The port is in use or the address is not this machine's.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            raise PlumbError(
+                f"cannot listen on {host}:{port} ({err.strerror}); pick a free --port "
+                "or an address of this machine for --host"
+            ) from err

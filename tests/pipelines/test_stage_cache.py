@@ -213,3 +213,8 @@ def test_crash_then_rerun_continues_and_reruns_only_what_changed(
     assert set(fourth.stored_stages) == {"preprocess", "compress", "evaluate"}
     log = json.dumps(read_json(Path(fourth.run_dir) / "summary.json"))
     assert "failed" not in log
+
+    # --no-cache reads nothing but refreshes every entry it ran.
+    fifth = run_pipeline(changed, runs_dir=runs, use_cache=False)
+    assert fifth.cached_stages == []
+    assert set(fifth.stored_stages) == STAGES

@@ -12,6 +12,7 @@ infinity, huge numbers and batches, wrong content types and the feedback token.
 from __future__ import annotations
 
 import json
+import socket
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -139,6 +140,12 @@ CLI_CASES: dict[str, CliCase] = {
     "serve-zero-byte-cap": CliCase(
         ["serve", ".", "--max-body-bytes", "0"], "--max-body-bytes must be >= 1"
     ),
+    "serve-port-out-of-range": CliCase(
+        ["serve", ".", "--port", "99999"], "--port 99999 is not a TCP port"
+    ),
+    "serve-host-not-this-machine": CliCase(
+        ["serve", ".", "--host", "192.0.2.1"], "cannot listen on 192.0.2.1:8080"
+    ),
     "monitor-not-a-model-dir": CliCase(
         ["monitor", "--model-dir", ".", "--state-dir", "state"],
         "no schema.json in model directory '.'",
@@ -175,6 +182,27 @@ def test_cli_bad_input_exits_2_with_one_clear_line(
     assert case.message in errors[0]
     assert "Traceback" not in stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_serve_on_a_port_in_use_exits_2_before_loading(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`plumb serve` on a taken port: one `error:` line naming the port, exit 2."""
+    from plumb import cli
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        monkeypatch.setattr(sys, "argv", ["plumb", "serve", ".", "--port", str(port)])
+        with pytest.raises(SystemExit) as exited:
+            cli.main()
+    stderr = capsys.readouterr().err
+    assert exited.value.code == 2, stderr
+    assert (
+        f"error: cannot listen on 127.0.0.1:{port} (Address already in use)" in stderr
+    )
+    assert "Traceback" not in stderr
 
 
 # -- HTTP -----------------------------------------------------------------------------

@@ -410,3 +410,11 @@ def test_refused_requests_log_one_warning_line(server: Any, rows: pd.DataFrame) 
     models = [line.split("(model ")[1].split(")")[0] for line in warnings]
     assert models == [MODEL_NAME] * 3 + ["no-such-model"]
     assert not [line for line in new_lines if "Traceback" in line or " ERROR " in line]
+
+    # A body refused by its declared size never reaches the app; it logs one line too.
+    before = len(server.log().splitlines())
+    too_big = httpx.post(_v1(server), content=b" " * (server.max_body_bytes + 1))
+    assert too_big.status_code == 413
+    new_lines = server.log().splitlines()[before:]
+    (warning,) = [line for line in new_lines if " WARNING " in line]
+    assert f" 413 POST /v1/models/{MODEL_NAME}:predict: " in warning
