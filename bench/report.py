@@ -10,10 +10,10 @@ from components.common.artifacts import read_json
 HOW_TO_RUN = """\
 Reproduce with `python -m bench` (full mode, the figures below; about 8 minutes on 2
 idle cores, 14 on busy ones) or `python -m bench --quick` (breast-cancer pipeline and
-the scripts' `--quick` sizes, one repeat; 11 minutes on a busy machine, not yet the 2
-minutes aimed for: each script trains its own model and starts its own processes). Each
-section runs its command in a child process, repeats it, and keeps every value and the
-median; `--sections pipeline,drift` picks sections, `--repeats N` overrides the repeats.
+the scripts' `--quick` sizes, one repeat; 4 minutes on 2 idle cores, 11 on busy ones,
+not yet the 2 minutes aimed for: each script trains its own model and starts its own
+processes). Each section runs its command in a child process, repeats it, and keeps
+every value and the median; `--sections pipeline,drift` picks sections, `--repeats N` overrides the repeats.
 Results are written to `bench/results/<date>-<mode>.json`; `python -m bench --render
 FILE` writes this page from one. Goals are the issue's; "x the goal" is median / goal.
 
