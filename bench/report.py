@@ -13,7 +13,8 @@ idle cores, 14 on busy ones) or `python -m bench --quick` (breast-cancer pipelin
 the scripts' `--quick` sizes, one repeat; 4 minutes on 2 idle cores, 11 on busy ones,
 not yet the 2 minutes aimed for: each script trains its own model and starts its own
 processes). Each section runs its command in a child process, repeats it, and keeps
-every value and the median; `--sections pipeline,drift` picks sections, `--repeats N` overrides the repeats.
+every value and the median; `--sections pipeline,drift` picks sections, `--repeats N`
+overrides the repeats.
 Results are written to `bench/results/<date>-<mode>.json`; `python -m bench --render
 FILE` writes this page from one. Goals are the issue's; "x the goal" is median / goal.
 
