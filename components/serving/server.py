@@ -15,7 +15,6 @@ batch of more than `max_rows` rows is refused with 413 once it is parsed.
 from __future__ import annotations
 
 import logging
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 from kserve import ModelServer
 
 from components.common.errors import PlumbError
+from components.common.net import bind_error
 from components.serving.model import DEFAULT_MAX_ROWS, PlumbModel
 from components.serving.rest import (
     PlumbRESTServer,
@@ -144,13 +144,9 @@ def check_bindable(host: str, port: int) -> None:
     Raises:
         PlumbError: The port is in use or the address is not this machine's.
     """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as err:
-            raise PlumbError(
-                f"cannot listen on {host}:{port} ({err.strerror}); pick a free --port "
-                "or an address of this machine for --host"
-            ) from err
+    error = bind_error(host, port)
+    if error is not None:
+        raise PlumbError(
+            f"cannot listen on {host}:{port} ({error.strerror}); pick a free --port "
+            "or an address of this machine for --host"
+        ) from error

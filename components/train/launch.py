@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ import torch
 from components.common.artifacts import read_json
 from components.common.config import TrainingConfig
 from components.common.errors import PlumbError
-from components.common.net import free_port
+from components.common.net import bind_error, free_port
 from components.train.worker import ERROR_FILE, RESULT_FILE, WorkerSpec
 
 logger = logging.getLogger(__name__)
@@ -53,15 +52,13 @@ def rendezvous_port(requested: int | None) -> int:
     """
     if requested is None:
         return free_port()
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind((LOOPBACK, requested))
-        except OSError as err:
-            raise PlumbError(
-                f"training.master_port {requested} is already in use on {LOOPBACK} "
-                f"({err.strerror}); pick another port or set it to null to let plumb "
-                "pick a free one"
-            ) from err
+    error = bind_error(LOOPBACK, requested)
+    if error is not None:
+        raise PlumbError(
+            f"training.master_port {requested} is already in use on {LOOPBACK} "
+            f"({error.strerror}); pick another port or set it to null to let plumb "
+            "pick a free one"
+        ) from error
     return requested
 
 
