@@ -363,7 +363,9 @@ def collect_summary(
         by_name = {c["name"]: c for c in compression["candidates"]}
         summary.float_model_size_bytes = by_name["float32"]["size_bytes"]
         summary.model_size_bytes = by_name[compression["selected"]]["size_bytes"]
-    model_dir = _find(root, "compressed_model")
+    # The deploy step's copy carries the evaluated decision threshold; without it (the
+    # gate failed) the evaluated model is the one to inspect.
+    model_dir = _find(root, "served_model") or _find(root, "compressed_model")
     if model_dir is not None:
         summary.model_path = str(model_dir)
         if summary.model_size_bytes is None:

@@ -1,19 +1,24 @@
 """The deploy step: turn an evaluated model into an InferenceService.
 
-`deploy_model` refuses a model whose evaluation gate failed, writes the manifest (built
-and re-read through the kserve SDK models), and, when `deployment.cluster` names a
-cluster, applies it with server-side apply and waits for Ready (`cluster.py`).
+`stage_served_model` copies the evaluated model into the directory the InferenceService
+serves and writes the decision threshold evaluation chose into its `metadata.json`, so
+served labels agree with the evaluated metrics. `deploy_model` refuses a model whose
+evaluation gate failed, writes the manifest (built and re-read through the kserve SDK
+models), and, when `deployment.cluster` names a cluster, applies it with server-side
+apply and waits for Ready (`cluster.py`).
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import shutil
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from components.common.artifacts import METADATA_FILE, read_json
+from components.common.artifacts import METADATA_FILE, read_json, write_json
 from components.common.config import DeploymentConfig
 from components.common.errors import GateFailedError, PlumbError
 from components.deploy.inference_service import (
@@ -28,8 +33,8 @@ SERVED_MODEL_FORMATS = ("onnx", "tflite")
 """The formats plumb's ServingRuntime declares (`manifests/`, `charts/plumb`)."""
 
 
-def check_verdict(verdict_path: str | Path) -> None:
-    """Refuse a model whose evaluation gate did not pass.
+def check_verdict(verdict_path: str | Path) -> dict[str, Any]:
+    """Refuse a model whose evaluation gate did not pass; return the verdict.
 
     Raises:
         GateFailedError: The verdict is missing, unreadable or failed.
@@ -45,6 +50,60 @@ def check_verdict(verdict_path: str | Path) -> None:
         raise GateFailedError(
             f"the evaluation gate failed ({reasons}); refusing to deploy"
         )
+    return dict(verdict)
+
+
+def stage_served_model(
+    model_dir: str | Path, *, verdict_path: str | Path, output_dir: str | Path
+) -> float | None:
+    """Copy a model that passed its gate to `output_dir`, the directory to serve.
+
+    The copy's `metadata.json` records the decision threshold of the verdict's metrics
+    (`evaluation.threshold_strategy`, or `decision_threshold` with `fixed`), which the
+    predictor applies to label rows; a model without one (regression) is copied as it
+    is. The evaluated model directory itself is left untouched.
+
+    Returns:
+        The decision threshold written, or None.
+
+    Raises:
+        GateFailedError: The evaluation gate did not pass.
+        PlumbError: `model_dir` holds no plumb model, or the verdict's threshold is not
+            a probability.
+    """
+    verdict = check_verdict(verdict_path)
+    source, target = Path(model_dir), Path(output_dir)
+    if not (source / METADATA_FILE).is_file():
+        raise PlumbError(
+            f"no {METADATA_FILE} in the model directory {str(source)!r}; deploy a "
+            "model written by plumb's train or compress step"
+        )
+    threshold = verdict.get("metrics", {}).get("decision_threshold")
+    if threshold is not None and not (
+        isinstance(threshold, int | float)
+        and not isinstance(threshold, bool)
+        and math.isfinite(threshold)
+        and 0.0 <= threshold <= 1.0
+    ):
+        raise PlumbError(
+            f"the verdict at {str(verdict_path)!r} has decision_threshold "
+            f"{threshold!r}, not a probability in [0, 1]; re-run the evaluation"
+        )
+    shutil.copytree(source, target, dirs_exist_ok=True)
+    metadata = read_json(target / METADATA_FILE)
+    metadata.pop("decision_threshold", None)
+    metadata.pop("threshold_strategy", None)
+    if threshold is not None:
+        metadata["decision_threshold"] = float(threshold)
+        metadata["threshold_strategy"] = verdict.get("threshold_strategy", "fixed")
+        logger.info(
+            "Serving %s with decision threshold %.4f (%s)",
+            target,
+            threshold,
+            metadata["threshold_strategy"],
+        )
+    write_json(target / METADATA_FILE, metadata)
+    return None if threshold is None else float(threshold)
 
 
 def resolve_model_format(

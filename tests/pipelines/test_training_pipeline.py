@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -16,7 +18,9 @@ from components.common.artifacts import (
     ONNX_MODEL_FILE,
     SCHEMA_FILE,
     TRANSFORM_FILE,
+    read_table,
 )
+from components.serving.model import PlumbModel
 from pipelines.training import COMPILED_PIPELINE, compile_pipeline
 
 ROOT = Path(__file__).parents[2]
@@ -124,3 +128,43 @@ def test_failed_gate_skips_deploy_and_failed_run_keeps_earlier_runs(
     ]
     assert sorted(statuses) == ["failed", "succeeded"]
     assert {p: p.stat().st_mtime_ns for p in first.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_served_labels_use_the_threshold_evaluation_chose(tmp_path: Path) -> None:
+    """With `threshold_strategy: f1`, the served model labels the test rows exactly as
+    the evaluation did: its accuracy and F1 from served labels equal the run's."""
+    result = _run(tmp_path, "--set", "evaluation.threshold_strategy=f1")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = json.loads((tmp_path / "runs/latest/summary.json").read_text())
+    threshold = summary["metrics"]["decision_threshold"]
+    # F1's threshold is one of the validation scores, so 0.5 would mean it was lost.
+    assert threshold != 0.5
+
+    model_dir = Path(summary["model_path"])
+    assert model_dir.name == "served_model"
+    metadata = json.loads((model_dir / METADATA_FILE).read_text())
+    assert metadata["decision_threshold"] == threshold
+    assert metadata["threshold_strategy"] == "f1"
+    service = yaml.safe_load(Path(summary["inference_service_path"]).read_text())
+    assert service["spec"]["predictor"]["model"]["storageUri"] == str(model_dir)
+
+    model = PlumbModel("m", model_dir)
+    model.load()
+    schema = model.runtime.schema
+    test = read_table(next((tmp_path / "runs/latest/artifacts").rglob("test_data")))
+    answer = asyncio.run(
+        model.predict({"instances": test[schema.feature_names].values.tolist()})
+    )
+    served = np.array(
+        [row["label"] == schema.positive_class for row in answer["predictions"]]
+    )
+    truth = schema.labels(test) == 1
+    # Same model file, same rows, same threshold: the metrics agree to rounding.
+    assert np.mean(served == truth) == pytest.approx(
+        summary["metrics"]["accuracy"], abs=1e-12
+    )
+    true_positives = np.sum(served & truth)
+    f1 = 2 * true_positives / (np.sum(served) + np.sum(truth))
+    assert f1 == pytest.approx(summary["metrics"]["f1"], abs=1e-12)
