@@ -240,15 +240,17 @@ class Monitor:
                 "Closed window %s of %s with %d rows",
                 window.window_id,
                 key.slug,
-                len(window.rows),
+                window.row_count,
             )
             self._window_gauge(key)
+            # Until its report is written the window's rows wait in its journal.
+            window.spill()
             self._queue.put(window)
 
     def _window_gauge(self, key: WindowKey) -> None:
         window = self.windows.open.get(key)
         self.metrics.window_rows.labels(*_labels(key)).set(
-            len(window.rows) if window else 0
+            window.row_count if window else 0
         )
 
     def _tick(self) -> None:
@@ -464,7 +466,7 @@ class Monitor:
     def page(self) -> str:
         with self._lock:
             filling = {
-                f"{key.inference_service}/{key.endpoint}": len(window.rows)
+                f"{key.inference_service}/{key.endpoint}": window.row_count
                 for key, window in self.windows.open.items()
             }
         return render_page(

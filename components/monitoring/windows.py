@@ -4,7 +4,9 @@ The monitor keeps one open window per InferenceService and endpoint. Every paire
 event appends its rows to the window's journal (one JSON line per event) under the
 state directory before it is counted, so a restarted pod reloads each window with the
 rows it had. A closed window's journal moves to `closing/` until its report is written,
-so a crash while reporting recomputes that report on restart.
+so a crash while reporting recomputes that report on restart. While a closed window
+waits for its report its rows live only in that journal (`Window.spill`), so a backlog
+of windows behind a slow report costs disk, not memory.
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ class Window:
     rows: list[dict[str, Any]] = field(default_factory=list)
     window_id: str = ""
     closed_at: float | None = None
+    row_count: int = 0
+    """Rows the window holds, in memory or (spilled) in its journal."""
+    spilled: bool = False
     _handle: TextIO | None = field(default=None, repr=False, compare=False)
 
     def append(self, line: str) -> None:
@@ -67,10 +72,24 @@ class Window:
             self._handle.close()
             self._handle = None
 
+    def extend(self, rows: list[dict[str, Any]]) -> None:
+        self.rows.extend(rows)
+        self.row_count += len(rows)
+
+    def spill(self) -> None:
+        """Drop the rows from memory; `frame` reads them back from the journal."""
+        self.close_journal()
+        self.rows = []
+        self.spilled = True
+
     def frame(self, columns: list[str]) -> pd.DataFrame:
         """The rows as a table: features, `prediction` and `request_id`."""
+        rows = self.rows
+        if self.spilled:
+            journaled = _read_journal(self.journal)
+            rows = [] if journaled is None else journaled.rows
         return pd.DataFrame(
-            self.rows, columns=[*columns, PREDICTION_COLUMN, REQUEST_ID_COLUMN]
+            rows, columns=[*columns, PREDICTION_COLUMN, REQUEST_ID_COLUMN]
         )
 
 
@@ -113,7 +132,7 @@ class WindowStore:
             "p": predictions,
         }
         window.append(json.dumps(entry, separators=(",", ":")))
-        window.rows.extend(_rows_of(entry))
+        window.extend(_rows_of(entry))
         return window
 
     def due(
@@ -123,10 +142,10 @@ class WindowStore:
         return [
             key
             for key, window in self.open.items()
-            if len(window.rows) >= window_rows
+            if window.row_count >= window_rows
             or (
                 now - window.opened_at >= window_seconds
-                and len(window.rows) >= min_rows
+                and window.row_count >= min_rows
             )
         ]
 
@@ -161,8 +180,9 @@ class WindowStore:
                 continue
             window.window_id = path.stem.split("__", 2)[2]
             window.closed_at = window.opened_at
+            window.spill()
             pending.append(window)
-        restored = sum(len(window.rows) for window in self.open.values())
+        restored = sum(window.row_count for window in self.open.values())
         logger.info(
             "Restored %d open windows with %d rows and %d windows awaiting a report",
             len(self.open),
@@ -198,7 +218,7 @@ def _read_journal(path: Path) -> Window | None:
                     opened_at=float(entry["t"]),
                     journal=path,
                 )
-            window.rows.extend(_rows_of(entry))
+            window.extend(_rows_of(entry))
     return window
 
 

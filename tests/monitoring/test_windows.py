@@ -77,7 +77,10 @@ def test_window_store_closes_by_rows_and_time_and_restores(tmp_path: Path) -> No
     assert closed.journal.parent.name == "closing" and closed.window_id
     again = WindowStore(tmp_path)
     (pending,) = again.restore()
-    assert pending.window_id == closed.window_id and len(pending.rows) == 2
+    assert pending.window_id == closed.window_id and pending.row_count == 2
+    # A restored closed window waits on disk; its frame reads the journal.
+    assert pending.spilled and pending.rows == []
+    assert pending.frame(["a"])["a"].tolist() == [1.0, 2.0]
     again.finish(pending)
     assert WindowStore(tmp_path).restore() == []
 
@@ -153,3 +156,26 @@ def test_snapshot_is_added_to_a_local_evidently_workspace(tmp_path: Path) -> Non
     assert len(Workspace(str(folder)).list_runs(project_id)) == 1
     with pytest.raises(ValueError):
         MonitoringConfig(retrain_action="kfp")
+
+
+def test_closed_windows_wait_on_disk_not_in_memory(tmp_path: Path) -> None:
+    """A spilled window holds no rows in memory and gives back every row it had."""
+    store = WindowStore(tmp_path)
+    for index in range(3):
+        store.add(
+            KEY,
+            namespace="plumb",
+            request_id=f"r{index}",
+            rows=[{"a": float(index)}, {"a": float(index) + 0.5}],
+            predictions=None,
+            now=100.0 + index,
+        )
+    window = store.close(KEY, now=200.0)
+    before = window.frame(["a"])
+
+    window.spill()
+
+    assert window.rows == [] and window.row_count == 6
+    after = window.frame(["a"])
+    pd.testing.assert_frame_equal(after, before)
+    assert after["request_id"].tolist() == ["r0", "r0", "r1", "r1", "r2", "r2"]
