@@ -30,6 +30,8 @@ KERAS_MODEL_FILE = "model.keras"
 REFERENCE_FILE = "reference.parquet"
 """A sample of the training split (features and target): the drift reference."""
 REFERENCE_MAX_ROWS = 50_000
+VERDICT_FILE = "verdict.json"
+"""The evaluation verdict of a served model, beside its files (`plumb promote` reads it)."""
 
 
 def write_json(path: str | Path, data: Any) -> None:

@@ -34,6 +34,7 @@ from urllib.parse import urlparse
 
 import yaml
 
+from components.common.artifacts import VERDICT_FILE
 from components.delivery.errors import GateFailedError, GitOpsError
 
 logger = logging.getLogger(__name__)
@@ -42,7 +43,6 @@ OVERLAYS_DIR = Path("manifests/overlays")
 BASE_INFERENCE_SERVICE = Path("manifests/base/inferenceservice.plumb-model.yaml")
 INFERENCE_SERVICE_PATCH = "inferenceservice.plumb-model.yaml"
 MONITOR_ENV = "monitor.env"
-VERDICT_FILE = "verdict.json"
 """Name of the verdict next to a model's files, where `promote` looks by default."""
 
 VERSION_LABEL = "plumb.dev/model-version"

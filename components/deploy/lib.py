@@ -18,7 +18,12 @@ from typing import Any
 
 import yaml
 
-from components.common.artifacts import METADATA_FILE, read_json, write_json
+from components.common.artifacts import (
+    METADATA_FILE,
+    VERDICT_FILE,
+    read_json,
+    write_json,
+)
 from components.common.config import DeploymentConfig
 from components.common.errors import GateFailedError, PlumbError
 from components.deploy.inference_service import (
@@ -60,8 +65,9 @@ def stage_served_model(
 
     The copy's `metadata.json` records the decision threshold of the verdict's metrics
     (`evaluation.threshold_strategy`, or `decision_threshold` with `fixed`), which the
-    predictor applies to label rows; a model without one (regression) is copied as it
-    is. The evaluated model directory itself is left untouched.
+    predictor applies to label rows; a model without one (regression) gets none. The
+    verdict itself goes beside the files as `verdict.json`, where `plumb promote`
+    looks for it. The evaluated model directory is left untouched.
 
     Returns:
         The decision threshold written, or None.
@@ -103,6 +109,7 @@ def stage_served_model(
             metadata["threshold_strategy"],
         )
     write_json(target / METADATA_FILE, metadata)
+    shutil.copyfile(verdict_path, target / VERDICT_FILE)
     return None if threshold is None else float(threshold)
 
 

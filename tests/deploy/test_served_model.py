@@ -12,6 +12,7 @@ import pytest
 
 from components.common.artifacts import METADATA_FILE, read_json
 from components.common.errors import GateFailedError, PlumbError
+from components.delivery.gitops import load_verdict, verdict_location
 from components.deploy.lib import stage_served_model
 from components.preprocess.lib import PreparedData
 from components.serving.model import PlumbModel
@@ -44,14 +45,12 @@ def test_served_labels_follow_the_verdict_threshold(
     threshold = float(np.median(probabilities))
     before = (trained_model_dir / METADATA_FILE).read_bytes()
 
+    verdict_path = _verdict(
+        tmp_path, metrics={"decision_threshold": threshold}, threshold_strategy="f1"
+    )
+
     written = stage_served_model(
-        trained_model_dir,
-        verdict_path=_verdict(
-            tmp_path,
-            metrics={"decision_threshold": threshold},
-            threshold_strategy="f1",
-        ),
-        output_dir=tmp_path / "served",
+        trained_model_dir, verdict_path=verdict_path, output_dir=tmp_path / "served"
     )
 
     assert written == threshold
@@ -59,6 +58,9 @@ def test_served_labels_follow_the_verdict_threshold(
     assert metadata["decision_threshold"] == threshold
     assert metadata["threshold_strategy"] == "f1"
     assert (trained_model_dir / METADATA_FILE).read_bytes() == before
+    # `plumb promote` finds the verdict beside the served files by default.
+    served_uri = (tmp_path / "served").as_uri()
+    assert load_verdict(verdict_location(served_uri)) == read_json(verdict_path)
     served_probabilities, served_labels = _labels(tmp_path / "served", rows)
     np.testing.assert_array_equal(served_probabilities, probabilities)
     positive = schema.positive_class
