@@ -2,8 +2,10 @@
 
 Run: `python -m bench.training [--quick]`. Prints, measured side by side in one run:
 - rows/s of plumb's loop with 1 and with 2 torchrun workers (gloo on the CPU; timed
-  inside rank 0, so process start-up is excluded but printed separately), and their
-  ratio (goal: 2 workers >= 1.6x one worker on 2 cores);
+  inside rank 0, so process start-up is excluded but printed separately), the 2 workers
+  kept in step either by DDP (a gradient all-reduce every step) or by local SGD
+  (weights averaged every `LOCAL_SGD_STEPS` steps), each run's best validation loss,
+  and the ratios (goal: 2 workers >= 1.6x one worker on 2 cores);
 - rows/s of plumb's loop in one process against a plain single-process torch loop
   (same network, data, batch size, epochs and one intra-op thread each), and plumb's
   overhead (goal: <= 10%). Plumb's figure includes what its loop does beyond the plain
@@ -22,6 +24,7 @@ import logging
 import math
 import multiprocessing
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -38,6 +41,10 @@ from components.train.torch_model import build_network
 from components.train.worker import WorkerSpec
 
 logger = logging.getLogger("bench.training")
+
+# Local SGD's averaging period in the 2-worker comparison: about 3 averages per epoch
+# on flights (50 steps per worker), the setting docs/training.md recommends on CPUs.
+LOCAL_SGD_STEPS = 16
 
 
 def load_flights(max_rows: int | None) -> TrainingData:
@@ -96,8 +103,9 @@ def plumb_in_process_rows_per_second(
 
 def plumb_torchrun(
     training: TrainingConfig, data: TrainingData, run_dir: Path
-) -> tuple[float, float]:
-    """plumb's loop under torchrun: (rows/s inside rank 0, wall seconds with start-up)."""
+) -> tuple[float, float, float]:
+    """plumb's loop under torchrun: (rows/s inside rank 0, wall seconds with start-up,
+    best validation loss)."""
     data_dir = run_dir / "data"
     data.save(data_dir)
     spec = WorkerSpec(
@@ -108,18 +116,21 @@ def plumb_torchrun(
     )
     started = time.perf_counter()
     _, metrics = launch_local(spec, training=training)
-    return metrics["rows_per_second"], time.perf_counter() - started
+    wall = time.perf_counter() - started
+    return metrics["rows_per_second"], wall, metrics["validation_loss"]
 
 
 def run(*, quick: bool = False) -> dict[str, float]:
-    """Measure the four loops side by side; return the figures and their ratios.
+    """Measure the five loops side by side; return the figures and their ratios.
 
     Returns:
-        `two_vs_one_workers` (goal >= 1.6), `plumb_overhead` (plain / plumb - 1, goal
-        <= 0.10), the four rows/s figures, the torchrun wall seconds, and the 1-minute
+        `two_vs_one_workers` (local SGD, goal >= 1.6), `two_vs_one_workers_ddp`,
+        `plumb_overhead` (plain / plumb - 1, goal <= 0.10), the five rows/s figures
+        (medians of alternated runs, full mode), the torchrun wall seconds, and the 1-minute
         load average before and after the measurements (the machine may be shared).
     """
-    max_rows, epochs = (80_000, 3) if quick else (None, 3)
+    max_rows, epochs = (80_000, 3) if quick else (None, 6)
+    rounds, worker_rounds = (1, 1) if quick else (3, 2)
     data = load_flights(max_rows)
     training = TrainingConfig(
         epochs=epochs, early_stopping_patience=0, workers=1, seed=7
@@ -135,12 +146,35 @@ def run(*, quick: bool = False) -> dict[str, float]:
         warm_up = training.model_copy(update={"epochs": 1})
         plain_loop_rows_per_second(warm_up, data)
         plumb_in_process_rows_per_second(warm_up, data, root / "warm-up")
-        plain = plain_loop_rows_per_second(training, data)
-        plumb = plumb_in_process_rows_per_second(training, data, root / "inproc")
-        one, one_wall = plumb_torchrun(training, data, root / "w1")
-        two, two_wall = plumb_torchrun(
-            training.model_copy(update={"workers": 2}), data, root / "w2"
-        )
+        # Alternate the measured runs and keep medians: one run takes seconds, and a
+        # neighbour's burst on a shared machine would otherwise decide a ratio.
+        plains, plumbs = [], []
+        for index in range(rounds):
+            plains.append(plain_loop_rows_per_second(training, data))
+            plumbs.append(
+                plumb_in_process_rows_per_second(training, data, root / f"in-{index}")
+            )
+        runs: dict[str, list[tuple[float, float, float]]] = {
+            "one": [],
+            "two": [],
+            "local": [],
+        }
+        variants = {
+            "one": training,
+            "two": training.model_copy(update={"workers": 2}),
+            "local": training.model_copy(
+                update={"workers": 2, "average_every_steps": LOCAL_SGD_STEPS}
+            ),
+        }
+        for index in range(worker_rounds):
+            for name, variant in variants.items():
+                runs[name].append(
+                    plumb_torchrun(variant, data, root / f"{name}-{index}")
+                )
+    plain, plumb = statistics.median(plains), statistics.median(plumbs)
+    one, one_wall, one_loss = _medians(runs["one"])
+    two, two_wall, two_loss = _medians(runs["two"])
+    local, local_wall, local_loss = _medians(runs["local"])
     return {
         "training_rows": float(len(data.train_x)),
         "epochs": float(epochs),
@@ -149,15 +183,29 @@ def run(*, quick: bool = False) -> dict[str, float]:
         "plumb_rows_per_second": plumb,
         "one_worker_rows_per_second": one,
         "two_workers_rows_per_second": two,
+        "two_workers_local_sgd_rows_per_second": local,
         "one_worker_wall_seconds": one_wall,
         "two_workers_wall_seconds": two_wall,
-        "two_vs_one_workers": two / one,
+        "two_workers_local_sgd_wall_seconds": local_wall,
+        "one_worker_validation_loss": one_loss,
+        "two_workers_validation_loss": two_loss,
+        "two_workers_local_sgd_validation_loss": local_loss,
+        "two_vs_one_workers": local / one,
+        "two_vs_one_workers_ddp": two / one,
         "plumb_overhead": plain / plumb - 1 if plumb > 0 else math.inf,
         "load_average_before": load_before,
         "load_average_after": os.getloadavg()[0],
         "parallel_ceiling_before": ceiling_before,
         "parallel_ceiling_after": parallel_ceiling(),
     }
+
+
+def _medians(runs: list[tuple[float, float, float]]) -> tuple[float, float, float]:
+    """The median of each position over the runs' tuples."""
+    first, second, third = (
+        statistics.median(values) for values in zip(*runs, strict=True)
+    )
+    return first, second, third
 
 
 def report(figures: dict[str, float]) -> str:
@@ -173,12 +221,22 @@ def report(figures: dict[str, float]) -> str:
             f"{figures['plumb_rows_per_second']:>12,.0f} rows/s",
             f"plumb, torchrun 1 worker         "
             f"{figures['one_worker_rows_per_second']:>12,.0f} rows/s  "
-            f"({figures['one_worker_wall_seconds']:.1f} s wall)",
-            f"plumb, torchrun 2 workers        "
+            f"({figures['one_worker_wall_seconds']:.1f} s wall, best val loss "
+            f"{figures['one_worker_validation_loss']:.4f})",
+            f"plumb, torchrun 2 workers, DDP   "
             f"{figures['two_workers_rows_per_second']:>12,.0f} rows/s  "
-            f"({figures['two_workers_wall_seconds']:.1f} s wall)",
-            f"2 workers / 1 worker             "
+            f"({figures['two_workers_wall_seconds']:.1f} s wall, best val loss "
+            f"{figures['two_workers_validation_loss']:.4f})",
+            f"plumb, torchrun 2 workers, local SGD "
+            f"{figures['two_workers_local_sgd_rows_per_second']:>8,.0f} rows/s  "
+            f"({figures['two_workers_local_sgd_wall_seconds']:.1f} s wall, best val "
+            f"loss {figures['two_workers_local_sgd_validation_loss']:.4f}; weights "
+            f"averaged every {LOCAL_SGD_STEPS} steps)",
+            f"2 workers / 1 worker, local SGD  "
             f"{figures['two_vs_one_workers']:>12.2f}x  (goal >= 1.6x)",
+            f"2 workers / 1 worker, DDP        "
+            f"{figures['two_vs_one_workers_ddp']:>12.2f}x  (a gradient all-reduce "
+            "every step)",
             f"plumb overhead vs plain loop     "
             f"{figures['plumb_overhead']:>12.1%}  (goal <= 10%)",
             f"load average (1 min)             {figures['load_average_before']:>12.2f} "

@@ -36,6 +36,7 @@ from components.train.launch import (
 from components.train.lib import resolve_device, train_and_export
 from components.train.loop import (
     NonFiniteLossError,
+    ShardSampler,
     TrainingData,
     WorkerContext,
     fit,
@@ -132,6 +133,55 @@ def test_two_gloo_workers_finish_with_agreeing_replicas(
     }
     assert not (model_dir / "run").exists()
     assert _worker_processes(with_launcher=True) == []
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_local_sgd_workers_end_identical_with_ddp_quality(
+    tmp_path: Path,
+    uninterrupted: tuple[dict[str, float], Path],
+    prepared_breast_cancer: PreparedData,
+    preprocessed_dir: Path,
+) -> None:
+    """Two gloo workers averaging their weights every 4 steps (local SGD) end every
+    epoch with identical replicas and reach DDP's validation quality."""
+    config = quick_config(training={**DDP_TRAINING, "average_every_steps": 4})
+    metrics = _train(
+        config, prepared_breast_cancer, preprocessed_dir, tmp_path / "model"
+    )
+    ddp_metrics, _ = uninterrupted
+    assert metrics["epochs"] == DDP_TRAINING["epochs"]
+    # Both ranks all-reduce the same halves of each other's weights after the last
+    # step: the averages agree bit for bit.
+    assert metrics["replica_max_abs_diff"] <= 1e-6
+    assert metrics["validation_metric"] >= 0.97
+    assert abs(metrics["validation_metric"] - ddp_metrics["validation_metric"]) <= 0.01
+    assert metrics["validation_loss"] <= ddp_metrics["validation_loss"] + 0.05
+    assert _worker_processes(with_launcher=True) == []
+
+
+@pytest.mark.parametrize(
+    ("rows", "replicas", "drop_last"),
+    [(10, 2, False), (11, 2, False), (11, 2, True), (3, 5, False), (100, 3, True)],
+)
+def test_shard_sampler_tensor_matches_iteration(
+    rows: int, replicas: int, drop_last: bool
+) -> None:
+    """epoch_indices() is exactly the DistributedSampler's own iteration, per rank and
+    epoch, padding and dropping included."""
+    for rank in range(replicas):
+        for shuffle in (True, False):
+            sampler = ShardSampler(
+                range(rows),  # type: ignore[arg-type]
+                num_replicas=replicas,
+                rank=rank,
+                shuffle=shuffle,
+                seed=3,
+                drop_last=drop_last,
+            )
+            for epoch in (0, 1, 7):
+                sampler.set_epoch(epoch)
+                assert sampler.epoch_indices().tolist() == list(iter(sampler))
 
 
 @pytest.mark.slow

@@ -2,12 +2,13 @@
 
 `fit` is the same code whether it runs in the component's own process (one worker), in
 `torchrun`'s local processes (`launch.py`) or in the pods of a cluster job (`cluster.py`).
-With more than one process it wraps the network in DistributedDataParallel, shards
-each epoch with a DistributedSampler and all-reduces the loss; rank 0 logs and writes
-checkpoints. A checkpoint holds everything the loop needs to continue (weights, Adam
-state, best weights, early-stopping counters), and the random streams depend only on
-(seed, epoch, rank), so a worker group restarted from a checkpoint retraces the
-uninterrupted run.
+With more than one process it shards each epoch with a DistributedSampler, keeps the
+workers in step with DistributedDataParallel (gradients all-reduced every step) or
+local SGD (weights averaged every `training.average_every_steps` steps) and all-reduces
+the loss; rank 0 logs and writes checkpoints. A checkpoint holds everything the loop
+needs to continue (weights, Adam state, best weights, early-stopping counters), and the
+random streams depend only on (seed, epoch, rank), so a worker group restarted from a
+checkpoint retraces the uninterrupted run.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.algorithms.model_averaging.utils import average_parameters
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
@@ -170,7 +172,8 @@ def fit(
         batch_norm=training.batch_norm,
     ).to(device)
     model: nn.Module = network
-    if context.distributed:
+    local_sgd = context.distributed and training.average_every_steps > 1
+    if context.distributed and not local_sgd:
         device_ids = [device.index] if device.type == "cuda" else None
         model = DistributedDataParallel(network, device_ids=device_ids)
     optimizer = torch.optim.Adam(network.parameters(), lr=training.learning_rate)
@@ -187,7 +190,7 @@ def fit(
     features = torch.from_numpy(data.train_x).to(device)
     labels = torch.from_numpy(data.train_y).to(device)
     val_features = torch.from_numpy(data.validation_x).to(device)
-    sampler: DistributedSampler[int] = DistributedSampler(
+    sampler = ShardSampler(
         range(len(features)),  # type: ignore[arg-type]
         num_replicas=context.world_size,
         rank=context.rank,
@@ -198,13 +201,17 @@ def fit(
     # BatchNorm cannot normalise a batch of one row in training mode.
     min_batch = 2 if training.batch_norm else 1
 
+    if context.distributed:
+        # Ranks arrive here seconds apart (imports, data loading); start the clock, and
+        # the first epoch, together so that rows/s measures training, not start-up.
+        dist.barrier()
     started = time.perf_counter()
     rows_seen = 0
     for epoch in range(progress.epoch + 1, training.epochs + 1):
         # Dropout's stream depends only on (seed, epoch, rank): a resumed run replays it.
         torch.manual_seed(training.seed + epoch * _EPOCH_SEED_STRIDE + context.rank)
         sampler.set_epoch(epoch)
-        order = torch.tensor(list(iter(sampler)), dtype=torch.long, device=device)
+        order = sampler.epoch_indices().to(device)
         epoch_started = time.perf_counter()
         train_loss = _train_epoch(
             model,
@@ -218,6 +225,7 @@ def fit(
             context=context,
             log_every_seconds=training.log_every_seconds,
             epoch=epoch,
+            average_every_steps=training.average_every_steps if local_sgd else 0,
         )
         epoch_rows = len(order) * context.world_size
         rows_seen += epoch_rows
@@ -302,6 +310,30 @@ def fit(
     return result
 
 
+class ShardSampler(DistributedSampler):
+    """A DistributedSampler that also hands out its epoch's indices as one tensor.
+
+    `epoch_indices()` yields exactly what iterating the sampler yields (the same
+    seeded permutation, padding and rank stride) without building a Python list: on
+    the flights data that list cost 64 ms per epoch, about 8% of a one-worker epoch.
+    """
+
+    def epoch_indices(self) -> torch.Tensor:
+        rows = len(self.dataset)  # type: ignore[arg-type]
+        if self.shuffle:
+            generator = torch.Generator()
+            generator.manual_seed(self.seed + self.epoch)
+            indices = torch.randperm(rows, generator=generator)
+        else:
+            indices = torch.arange(rows)
+        if self.drop_last:
+            indices = indices[: self.total_size]
+        elif self.total_size > rows:
+            repeats = math.ceil(self.total_size / rows)
+            indices = indices.repeat(repeats)[: self.total_size]
+        return indices[self.rank : self.total_size : self.num_replicas]
+
+
 def _autocast_dtype(
     training: TrainingConfig, device: torch.device
 ) -> torch.dtype | None:
@@ -332,8 +364,13 @@ def _train_epoch(
     context: WorkerContext,
     log_every_seconds: float,
     epoch: int,
+    average_every_steps: int = 0,
 ) -> float:
-    """Run one epoch; return the mean training loss over all ranks."""
+    """Run one epoch; return the mean training loss over all ranks.
+
+    With `average_every_steps` > 0 (local SGD) the ranks average their weights every
+    that many steps and after the last one, so that they end the epoch identical.
+    """
     model.train()
     device = features.device
     losses: list[torch.Tensor] = []
@@ -350,6 +387,11 @@ def _train_epoch(
         else:
             loss.backward()
             optimizer.step()
+        if average_every_steps and (
+            step % average_every_steps == 0 or step == len(batches)
+        ):
+            # None: the default (world) group; torch's annotation omits the None.
+            average_parameters(iter(model.parameters()), None)  # type: ignore[arg-type]
         # Kept as tensors: a float() per step would synchronise with the GPU.
         losses.append(loss.detach())
         if context.is_main and time.perf_counter() - last_log >= log_every_seconds:
