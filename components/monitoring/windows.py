@@ -64,6 +64,10 @@ class Window:
         """Write one journal line; flushed, so a killed process keeps it."""
         if self._handle is None:
             self._handle = self.journal.open("a", encoding="utf-8")
+            if _ends_torn(self.journal):
+                # End the torn line a killed writer left, or this line would join it
+                # and both would be skipped when the journal is read back.
+                self._handle.write("\n")
         self._handle.write(line + "\n")
         self._handle.flush()
 
@@ -198,6 +202,16 @@ def _rows_of(entry: dict[str, Any]) -> list[dict[str, Any]]:
         {**row, PREDICTION_COLUMN: prediction, REQUEST_ID_COLUMN: entry["id"]}
         for row, prediction in zip(entry["rows"], predictions, strict=False)
     ]
+
+
+def _ends_torn(path: Path) -> bool:
+    """Whether the file's last line lacks its newline (a write cut off mid-line)."""
+    size = path.stat().st_size
+    if size == 0:
+        return False
+    with path.open("rb") as journal:
+        journal.seek(size - 1)
+        return journal.read(1) != b"\n"
 
 
 def _read_journal(path: Path) -> Window | None:

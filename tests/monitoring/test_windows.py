@@ -179,3 +179,38 @@ def test_closed_windows_wait_on_disk_not_in_memory(tmp_path: Path) -> None:
     after = window.frame(["a"])
     pd.testing.assert_frame_equal(after, before)
     assert after["request_id"].tolist() == ["r0", "r0", "r1", "r1", "r2", "r2"]
+
+
+def test_rows_appended_after_a_torn_line_survive_the_spill(tmp_path: Path) -> None:
+    """A restored window whose journal ends in a torn line keeps the rows added after
+    the restart when its journal is read back (the torn line alone is lost)."""
+    store = WindowStore(tmp_path)
+    store.add(
+        KEY,
+        namespace="plumb",
+        request_id="r1",
+        rows=[{"a": 1.0}],
+        predictions=[0.1],
+        now=100.0,
+    )
+    store.open[KEY].close_journal()
+    with store.open[KEY].journal.open("a") as journal:
+        journal.write('{"id": "torn", "t": 1')
+
+    restored = WindowStore(tmp_path)
+    assert restored.restore() == []
+    restored.add(
+        KEY,
+        namespace="plumb",
+        request_id="r2",
+        rows=[{"a": 2.0}, {"a": 3.0}],
+        predictions=[0.2, 0.3],
+        now=110.0,
+    )
+    window = restored.close(KEY, now=200.0)
+    window.spill()
+
+    frame = window.frame(["a"])
+    assert window.row_count == 3
+    assert frame["a"].tolist() == [1.0, 2.0, 3.0]
+    assert frame["request_id"].tolist() == ["r1", "r2", "r2"]
