@@ -8,11 +8,12 @@ column names, width, value types, missing values and infinities, batch size. A f
 check raises `SchemaError` naming the field, which the predictor maps to HTTP 400; a
 batch over the row cap raises `RequestTooLargeError` (HTTP 413).
 
-The checks are columnar: list rows of an all-numeric schema are flattened once, their
-value types checked in one C-speed `set(map(type, ...))` scan and converted in one numpy
-call; V2 tensors arrive as one column each and are checked as whole arrays. Only a
-batch that fails a check is walked value by value, to name the field and row. A V2
-request may also send the already transformed matrix (`parse_feature_matrix`).
+The checks are columnar. Numeric values (list rows of an all-numeric schema, or all
+numeric columns of V2 tensors and object rows) are flattened once and converted in one
+numpy call whose own type discovery is the type check (`_finite_numbers`); V2 binary
+tensors are checked as whole arrays. Only a batch that fails a check is walked value by
+value, to name the field and row. A V2 request may also send the already transformed
+matrix (`parse_feature_matrix`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -203,26 +205,45 @@ def _check_width(rows: list[list[Any]], schema: Schema) -> None:
 def _number_rows(rows: list[list[Any]], schema: Schema) -> ParsedRows | None:
     """The common case in one pass: every column numeric, every value a finite number.
 
-    Rows of equal width are flattened once, their types checked in one C-speed scan and
-    converted in one numpy call. Returns None when any value needs the per-column checks
-    (which name the field and row).
+    Rows of equal width are flattened once and converted in one numpy call. Returns
+    None when any value needs the per-column checks (which name the field and row).
     """
     if any(column.kind != "numeric" for column in schema.columns):
         return None
-    flat = list(chain.from_iterable(rows))
-    if not set(map(type, flat)) <= {int, float}:
+    flat = _finite_numbers(list(chain.from_iterable(rows)))
+    if flat is None:
         return None
-    try:
-        matrix = np.array(flat, dtype=np.float64)
-    except OverflowError:  # an int beyond float64; the column checks name it
-        return None
-    matrix = matrix.reshape(len(rows), len(schema.columns))
-    if not np.isfinite(matrix).all():
-        return None
+    matrix = flat.reshape(len(rows), len(schema.columns))
     numeric = {
         name: matrix[:, index] for index, name in enumerate(schema.feature_names)
     }
     return ParsedRows(numeric=numeric, categorical={}, rows=len(rows), matrix=matrix)
+
+
+def _finite_numbers(values: list[Any]) -> np.ndarray | None:
+    """`values` as one float64 array if each is a finite int or float, else None.
+
+    numpy's type discovery is the scan: text, null, containers, objects and ints beyond
+    int64 make the array non-numeric (or ragged), so they are not looked at one by one.
+    Only a bool turns into a number there, and always into 0 or 1: the types of the
+    values equal to 0 or 1 are checked. About twice as fast as checking every type.
+    """
+    try:
+        array = np.array(values)
+    except (ValueError, TypeError, OverflowError):  # ragged or unconvertible
+        return None
+    if array.ndim != 1 or array.dtype.kind not in "fi":
+        return None
+    array = array.astype(np.float64, copy=False)
+    if not np.isfinite(array).all():
+        return None
+    zero_or_one = np.flatnonzero((array == 0.0) | (array == 1.0)).tolist()
+    if zero_or_one:
+        picked = itemgetter(*zero_or_one)(values)
+        picked = picked if len(zero_or_one) > 1 else (picked,)
+        if not set(map(type, picked)) <= _JSON_NUMBER_TYPES:
+            return None
+    return array
 
 
 def _dict_columns(
@@ -277,13 +298,36 @@ def _parse_columns(
     columns: Mapping[str, Sequence[Any]], schema: Schema, *, rows: int
 ) -> ParsedRows:
     parsed = ParsedRows(numeric={}, categorical={}, rows=rows)
+    numbers = _number_columns(columns, schema, rows=rows)
+    if numbers is not None:
+        names = [column.name for column in schema.columns if column.kind == "numeric"]
+        parsed.numeric = dict(zip(names, numbers, strict=True))
+        if len(names) == len(schema.columns):
+            parsed.matrix = numbers.T
     for column in schema.columns:
         values = columns[column.name]
-        if column.kind == "numeric":
-            parsed.numeric[column.name] = _numeric_values(values, column=column)
-        else:
+        if column.kind != "numeric":
             parsed.categorical[column.name] = _category_values(values, column=column)
+        elif numbers is None:
+            parsed.numeric[column.name] = _numeric_values(values, column=column)
     return parsed
+
+
+def _number_columns(
+    columns: Mapping[str, Sequence[Any]], schema: Schema, *, rows: int
+) -> np.ndarray | None:
+    """The numeric columns in schema order as one `[columns, rows]` float64 array.
+
+    Converted in one pass when every numeric column is a list (JSON) of finite numbers;
+    None sends each column through `_numeric_values`, which names what is wrong.
+    """
+    names = [column.name for column in schema.columns if column.kind == "numeric"]
+    if not names or not all(type(columns[name]) in (list, tuple) for name in names):
+        return None
+    flat = _finite_numbers(list(chain.from_iterable(columns[name] for name in names)))
+    if flat is None:
+        return None
+    return flat.reshape(len(names), rows)
 
 
 def _numeric_values(values: Sequence[Any], *, column: ColumnSchema) -> np.ndarray:
@@ -307,15 +351,22 @@ def _numeric_values(values: Sequence[Any], *, column: ColumnSchema) -> np.ndarra
         array = np.array(values, dtype=np.float64)
     except OverflowError as err:
         bad_index = next(
-            index
-            for index, value in enumerate(values)
-            if isinstance(value, int) and abs(value) > np.finfo(np.float64).max
+            index for index, value in enumerate(values) if _beyond_float64(value)
         )
         raise SchemaError(
             f"column {column.name!r} holds a number beyond the float64 range at row "
             f"{bad_index}; send a finite number"
         ) from err
     return _checked_numbers(array, column=column)
+
+
+def _beyond_float64(value: Any) -> bool:
+    # Compared as a float, a huge int raises the same OverflowError it is looked for.
+    try:
+        float(value)
+    except OverflowError:
+        return True
+    return False
 
 
 def _checked_numbers(array: np.ndarray, *, column: ColumnSchema) -> np.ndarray:
@@ -371,6 +422,8 @@ def _category_text(value: Any) -> str | None:
 def _type_names(types: set[type]) -> str:
     return ", ".join(sorted(kind.__name__ for kind in types))
 
+
+_JSON_NUMBER_TYPES = frozenset({int, float})
 
 _NUMPY_NUMBER_TYPES: set[type] = {
     np.float16,
