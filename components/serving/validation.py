@@ -10,10 +10,10 @@ batch over the row cap raises `RequestTooLargeError` (HTTP 413).
 
 The checks are columnar. Numeric values (list rows of an all-numeric schema, or all
 numeric columns of V2 tensors and object rows) are flattened once and converted in one
-numpy call whose own type discovery is the type check (`_finite_numbers`); V2 binary
-tensors are checked as whole arrays. Only a batch that fails a check is walked value by
-value, to name the field and row. A V2 request may also send the already transformed
-matrix (`parse_feature_matrix`).
+pyarrow call that is also the type check (`_finite_numbers`); V2 binary tensors are
+checked as whole arrays. Only a batch that fails a check is walked value by value, to
+name the field and row. A V2 request may also send the already transformed matrix
+(`parse_feature_matrix`).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from components.common.errors import SchemaError
 from components.preprocess.schema import ColumnSchema, Schema
@@ -223,18 +224,18 @@ def _number_rows(rows: list[list[Any]], schema: Schema) -> ParsedRows | None:
 def _finite_numbers(values: list[Any]) -> np.ndarray | None:
     """`values` as one float64 array if each is a finite int or float, else None.
 
-    numpy's type discovery is the scan: text, null, containers, objects and ints beyond
-    int64 make the array non-numeric (or ragged), so they are not looked at one by one.
-    Only a bool turns into a number there, and always into 0 or 1: the types of the
-    values equal to 0 or 1 are checked. About twice as fast as checking every type.
+    pyarrow's conversion to float64 is the scan, about twice as fast as numpy's: text,
+    bytes, containers, other objects and ints not exactly a double make it raise, null
+    becomes a counted null. Only a bool turns into a number there, and always into 0 or
+    1: the types of the values equal to 0 or 1 are checked.
     """
     try:
-        array = np.array(values)
-    except (ValueError, TypeError, OverflowError):  # ragged or unconvertible
+        converted = pa.array(values, type=pa.float64())
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
         return None
-    if array.ndim != 1 or array.dtype.kind not in "fi":
+    if converted.null_count:
         return None
-    array = array.astype(np.float64, copy=False)
+    array = converted.to_numpy(zero_copy_only=False, writable=True)
     if not np.isfinite(array).all():
         return None
     zero_or_one = np.flatnonzero((array == 0.0) | (array == 1.0)).tolist()

@@ -211,3 +211,20 @@ def test_v2_null_in_a_sometimes_missing_column_is_nan() -> None:
     tensors = [("age", "INT64", [2], [30, 40]), ("income", "FP64", [2], [None, 2.0])]
     parsed = parse_tensors(tensors, NUMERIC_SCHEMA, max_rows=10)
     assert np.isnan(parsed.numeric["income"][0]) and parsed.numeric["age"][1] == 40
+
+
+def test_ints_beyond_exact_doubles_still_parse_as_floats() -> None:
+    """An int no double holds exactly leaves the one-pass path and parses as float()."""
+    rows = [[2**60, 1.5], [3, 2**53 + 1]]
+    parsed = parse_instances(rows, NUMERIC_SCHEMA, max_rows=10)
+    np.testing.assert_array_equal(parsed.numeric["age"], [float(2**60), 3.0])
+    np.testing.assert_array_equal(parsed.numeric["income"], [1.5, float(2**53 + 1)])
+    tensors = [
+        (name, "INT64", [2], list(column))
+        for name, column in zip(
+            NUMERIC_SCHEMA.feature_names, zip(*rows, strict=True), strict=True
+        )
+    ]
+    np.testing.assert_array_equal(
+        parse_tensors(tensors, NUMERIC_SCHEMA, max_rows=10).matrix, parsed.matrix
+    )
