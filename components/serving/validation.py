@@ -206,45 +206,61 @@ def _check_width(rows: list[list[Any]], schema: Schema) -> None:
 def _number_rows(rows: list[list[Any]], schema: Schema) -> ParsedRows | None:
     """The common case in one pass: every column numeric, every value a finite number.
 
-    Rows of equal width are flattened once and converted in one numpy call. Returns
-    None when any value needs the per-column checks (which name the field and row).
+    Returns None when any value needs the per-column checks (which name the field and
+    row).
     """
     if any(column.kind != "numeric" for column in schema.columns):
         return None
-    flat = _finite_numbers(list(chain.from_iterable(rows)))
-    if flat is None:
+    matrix = _finite_numbers(rows, width=len(schema.columns))
+    if matrix is None:
         return None
-    matrix = flat.reshape(len(rows), len(schema.columns))
     numeric = {
         name: matrix[:, index] for index, name in enumerate(schema.feature_names)
     }
     return ParsedRows(numeric=numeric, categorical={}, rows=len(rows), matrix=matrix)
 
 
-def _finite_numbers(values: list[Any]) -> np.ndarray | None:
-    """`values` as one float64 array if each is a finite int or float, else None.
+def _finite_numbers(
+    sequences: Sequence[Sequence[Any]], *, width: int
+) -> np.ndarray | None:
+    """Sequences of `width` values as one float64 matrix if each value is a finite int
+    or float, else None.
 
-    pyarrow's conversion to float64 is the scan, about twice as fast as numpy's: text,
-    bytes, containers, other objects and ints not exactly a double make it raise, null
-    becomes a counted null. Only a bool turns into a number there, and always into 0 or
-    1: the types of the values equal to 0 or 1 are checked.
+    One pyarrow conversion (to lists of float64) is the scan, about twice as fast as
+    numpy's and without flattening in Python: text, bytes, containers, other objects
+    and ints not exactly a double make it raise, null becomes a counted null. Only a
+    bool turns into a number there, and always into 0 or 1: the types of the values
+    equal to 0 or 1 are checked.
     """
     try:
-        converted = pa.array(values, type=pa.float64())
+        converted = pa.array(sequences, type=pa.list_(pa.float64(), width))
     except (pa.ArrowException, TypeError, ValueError, OverflowError):
         return None
-    if converted.null_count:
+    values = converted.flatten()
+    if converted.null_count or values.null_count:
         return None
-    array = converted.to_numpy(zero_copy_only=False, writable=True)
+    array = values.to_numpy(zero_copy_only=False, writable=True)
     if not np.isfinite(array).all():
         return None
-    zero_or_one = np.flatnonzero((array == 0.0) | (array == 1.0)).tolist()
-    if zero_or_one:
-        picked = itemgetter(*zero_or_one)(values)
-        picked = picked if len(zero_or_one) > 1 else (picked,)
-        if not set(map(type, picked)) <= _JSON_NUMBER_TYPES:
-            return None
-    return array
+    zero_or_one = np.flatnonzero((array == 0.0) | (array == 1.0))
+    picked = _values_at(sequences, zero_or_one, width=width)
+    if not set(map(type, picked)) <= {int, float}:
+        return None
+    return array.reshape(len(sequences), width)
+
+
+def _values_at(
+    sequences: Sequence[Sequence[Any]], positions: np.ndarray, *, width: int
+) -> Sequence[Any]:
+    """The values at flat `positions` of equal-length `sequences`."""
+    # One by one a value costs about as much as copying 16 into a flat list.
+    if len(positions) * 16 <= len(sequences) * width:
+        rows, columns = divmod(positions, width)
+        pairs = zip(rows.tolist(), columns.tolist(), strict=True)
+        return [sequences[row][column] for row, column in pairs]
+    # Many (say columns of flags): one flat copy and a C-speed pick.
+    picked = itemgetter(*positions.tolist())(list(chain.from_iterable(sequences)))
+    return picked if len(positions) > 1 else [picked]  # one position: not a tuple
 
 
 def _dict_columns(
@@ -325,10 +341,7 @@ def _number_columns(
     names = [column.name for column in schema.columns if column.kind == "numeric"]
     if not names or not all(type(columns[name]) in (list, tuple) for name in names):
         return None
-    flat = _finite_numbers(list(chain.from_iterable(columns[name] for name in names)))
-    if flat is None:
-        return None
-    return flat.reshape(len(names), rows)
+    return _finite_numbers([columns[name] for name in names], width=rows)
 
 
 def _numeric_values(values: Sequence[Any], *, column: ColumnSchema) -> np.ndarray:
@@ -423,8 +436,6 @@ def _category_text(value: Any) -> str | None:
 def _type_names(types: set[type]) -> str:
     return ", ".join(sorted(kind.__name__ for kind in types))
 
-
-_JSON_NUMBER_TYPES = frozenset({int, float})
 
 _NUMPY_NUMBER_TYPES: set[type] = {
     np.float16,

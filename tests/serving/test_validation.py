@@ -228,3 +228,20 @@ def test_ints_beyond_exact_doubles_still_parse_as_floats() -> None:
     np.testing.assert_array_equal(
         parse_tensors(tensors, NUMERIC_SCHEMA, max_rows=10).matrix, parsed.matrix
     )
+
+
+@pytest.mark.parametrize("flags", [3, 300], ids=["few zeros and ones", "many"])
+def test_a_bool_among_zeros_and_ones_is_refused(flags: int) -> None:
+    """A bool hidden among 0/1 flags is found, whether few or most values are flags."""
+    rows: list[list[object]] = [
+        [index % 2 if index < flags else 2.5, 1.5] for index in range(400)
+    ]
+    rows[flags - 1][0] = True
+    with pytest.raises(
+        SchemaError, match=f"'age' must be a number, got True.*row {flags - 1}"
+    ):
+        parse_instances(rows, NUMERIC_SCHEMA, max_rows=1000)
+    rows[flags - 1][0] = 1
+    parsed = parse_instances(rows, NUMERIC_SCHEMA, max_rows=1000)
+    assert parsed.matrix is not None
+    assert parsed.matrix[:flags, 0].sum() == (flags - 1) // 2 + 1
