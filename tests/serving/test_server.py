@@ -143,6 +143,65 @@ def test_v2_columnar_tensors_match_in_process(
         )
 
 
+BATCH_ROWS = 1_000
+# The brief's bound for a full batch: every route parses the same JSON doubles and runs
+# the same float32 network, so they agree far closer; 1e-6 leaves room for nothing else.
+BATCH_TOLERANCE = 1e-6
+
+
+def test_1000_row_batch_agrees_across_v1_v2_and_in_process(
+    start_server: Any,
+    trained_model_dir: Path,
+    prepared_breast_cancer: PreparedData,
+    tmp_path: Path,
+) -> None:
+    """A 1,000-row batch (ints, zeros and ones among the doubles) gets the in-process
+    probabilities and labels from V1 list rows, V1 objects and V2 JSON columns."""
+    schema = prepared_breast_cancer.schema
+    test = prepared_breast_cancer.splits["test"][schema.feature_names]
+    rng = np.random.default_rng(0)
+    picked = test.iloc[rng.integers(0, len(test), size=BATCH_ROWS)]
+    noise = rng.uniform(0.9, 1.1, size=picked.shape)
+    instances: list[list[Any]] = (picked.to_numpy() * noise).tolist()
+    for index in range(0, BATCH_ROWS, 7):  # exact ints, 0 and 1 take their own checks
+        row = instances[index]
+        row[0], row[1], row[2] = round(row[0]), 0, 1.0
+    frame = pd.DataFrame(instances, columns=schema.feature_names)
+    expected = load_model(trained_model_dir).predict(frame)
+    columns = {name: [row[i] for row in instances] for i, name in enumerate(frame)}
+    v2_inputs = [
+        {"name": name, "shape": [BATCH_ROWS], "datatype": "FP64", "data": values}
+        for name, values in columns.items()
+    ]
+
+    with start_server(trained_model_dir, tmp_path / "server.log") as server:
+        v1_url = f"{server.base_url}/v1/models/{MODEL_NAME}:predict"
+        objects = [dict(zip(frame.columns, row, strict=True)) for row in instances]
+        v1_answers = [
+            httpx.post(v1_url, json={"instances": body}, timeout=30)
+            for body in (instances, objects)
+        ]
+        v2_answer = httpx.post(
+            f"{server.base_url}/v2/models/{MODEL_NAME}/infer",
+            json={"inputs": v2_inputs},
+            timeout=30,
+        )
+
+    labels = ["malignant" if p >= 0.5 else "benign" for p in expected]
+    for response in v1_answers:
+        assert response.status_code == 200, response.text
+        predictions = response.json()["predictions"]
+        served = np.array([p["probability"] for p in predictions])
+        np.testing.assert_allclose(served, expected, rtol=0, atol=BATCH_TOLERANCE)
+        assert [p["label"] for p in predictions] == labels
+    assert v2_answer.status_code == 200, v2_answer.text
+    outputs = {output["name"]: output for output in v2_answer.json()["outputs"]}
+    np.testing.assert_allclose(
+        outputs["probability"]["data"], expected, rtol=0, atol=BATCH_TOLERANCE
+    )
+    assert outputs["label"]["data"] == labels
+
+
 def test_v2_requested_outputs_are_filtered(server: Any, rows: pd.DataFrame) -> None:
     """`outputs` in a V2 request limits the answer to the outputs named there."""
     response = httpx.post(

@@ -165,3 +165,83 @@ def test_numeric_rows_outside_the_one_pass_path_name_field_and_row(
     rows: list[list[object]] = [[30, 1.0], [bad, 2.0]]
     with pytest.raises(SchemaError, match=f"'{field}'.*row {row}"):
         parse_instances(rows, NUMERIC_SCHEMA, max_rows=10)
+
+
+def test_v2_numeric_lists_take_the_one_pass_path_and_encode_alike() -> None:
+    """V2 JSON number columns become one matrix that encodes like Transform.apply."""
+    frame = pd.DataFrame({"age": [30, 0, 1, 61], "income": [1000.5, 1.0, 0.0, 7.25]})
+    tensors = [
+        (name, "FP64", [4], values)
+        for name, values in frame.to_dict(orient="list").items()
+    ]
+    parsed = parse_tensors(tensors, NUMERIC_SCHEMA, max_rows=10)
+    assert parsed.matrix is not None and parsed.matrix.shape == (4, 2)
+    transform = Transform.fit(frame, NUMERIC_SCHEMA)
+    np.testing.assert_array_equal(
+        transform.encode(parsed.matrix, {}, rows=4), transform.apply(frame)
+    )
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (True, "'income' must be a number, got True.*row 2"),
+        (False, "'income' must be a number, got False.*row 2"),
+        ("7", "'income' must be a number, got '7'.*row 2"),
+        ([1.0], "'income' must be a number, got \\[1.0\\].*row 2"),
+        (10**400, "'income' holds a number beyond the float64 range at row 2"),
+    ],
+)
+def test_v2_and_object_rows_refuse_non_numbers_by_field_and_row(
+    bad: object, message: str
+) -> None:
+    """A bool (which numpy would read as 0 or 1), text, a list or a huge int among
+    numbers is refused naming column and row, in V2 tensors and V1 objects alike."""
+    incomes: list[object] = [1.0, 0.0, bad]
+    tensors = [("age", "INT64", [3], [30, 1, 0]), ("income", "FP64", [3], incomes)]
+    with pytest.raises(SchemaError, match=message):
+        parse_tensors(tensors, NUMERIC_SCHEMA, max_rows=10)
+    objects = [{"age": 30, "income": value} for value in incomes]
+    with pytest.raises(SchemaError, match=message):
+        parse_instances(objects, NUMERIC_SCHEMA, max_rows=10)
+
+
+def test_v2_null_in_a_sometimes_missing_column_is_nan() -> None:
+    """Null leaves the one-pass path and is still NaN where training had missing."""
+    tensors = [("age", "INT64", [2], [30, 40]), ("income", "FP64", [2], [None, 2.0])]
+    parsed = parse_tensors(tensors, NUMERIC_SCHEMA, max_rows=10)
+    assert np.isnan(parsed.numeric["income"][0]) and parsed.numeric["age"][1] == 40
+
+
+def test_ints_beyond_exact_doubles_still_parse_as_floats() -> None:
+    """An int no double holds exactly leaves the one-pass path and parses as float()."""
+    rows = [[2**60, 1.5], [3, 2**53 + 1]]
+    parsed = parse_instances(rows, NUMERIC_SCHEMA, max_rows=10)
+    np.testing.assert_array_equal(parsed.numeric["age"], [float(2**60), 3.0])
+    np.testing.assert_array_equal(parsed.numeric["income"], [1.5, float(2**53 + 1)])
+    tensors = [
+        (name, "INT64", [2], list(column))
+        for name, column in zip(
+            NUMERIC_SCHEMA.feature_names, zip(*rows, strict=True), strict=True
+        )
+    ]
+    np.testing.assert_array_equal(
+        parse_tensors(tensors, NUMERIC_SCHEMA, max_rows=10).matrix, parsed.matrix
+    )
+
+
+@pytest.mark.parametrize("flags", [3, 300], ids=["few zeros and ones", "many"])
+def test_a_bool_among_zeros_and_ones_is_refused(flags: int) -> None:
+    """A bool hidden among 0/1 flags is found, whether few or most values are flags."""
+    rows: list[list[object]] = [
+        [index % 2 if index < flags else 2.5, 1.5] for index in range(400)
+    ]
+    rows[flags - 1][0] = True
+    with pytest.raises(
+        SchemaError, match=f"'age' must be a number, got True.*row {flags - 1}"
+    ):
+        parse_instances(rows, NUMERIC_SCHEMA, max_rows=1000)
+    rows[flags - 1][0] = 1
+    parsed = parse_instances(rows, NUMERIC_SCHEMA, max_rows=1000)
+    assert parsed.matrix is not None
+    assert parsed.matrix[:flags, 0].sum() == (flags - 1) // 2 + 1
