@@ -295,18 +295,24 @@ async def _load(
 # --- orchestration --------------------------------------------------------------------
 
 
-def _prepare_models(workdir: Path, *, epochs: int, workers: int) -> dict[str, Path]:
+def _prepare_models(
+    workdir: Path, *, epochs: int, workers: int | None
+) -> dict[str, Path]:
+    """Train the breast-cancer MLP (fp32) and quantize it (int8); return both dirs.
+
+    `workers` None keeps the training config's default (torchrun on 2 workers).
+    """
     from components.common.config import PlumbConfig
     from components.compress.onnx_quantize import quantize_model_dir
     from components.preprocess.lib import prepare, write_prepared
     from components.preprocess.split import SPLITS
     from components.train.lib import train_and_export
 
+    training: dict[str, int] = {"epochs": epochs}
+    if workers is not None:
+        training["workers"] = workers
     config = PlumbConfig.model_validate(
-        {
-            "data": {"dataset": "breast-cancer"},
-            "training": {"epochs": epochs, "workers": workers},
-        }
+        {"data": {"dataset": "breast-cancer"}, "training": training}
     )
     prepared = prepare(config)
     write_prepared(
@@ -454,7 +460,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     # Quick: the model is trained in-process (no torchrun start-up); it is only served.
     seconds, warmup, epochs, workers = (
-        (1.0, 0.5, 3, 1) if args.quick else (10.0, 2.0, 20, 2)
+        (1.0, 0.5, 3, 1) if args.quick else (10.0, 2.0, 20, None)
     )
 
     import pandas as pd
