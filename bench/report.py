@@ -48,6 +48,12 @@ SECTION_ROWS = [
     ),
 ]
 
+QUICK_NOTE = (
+    "Quick mode, for development: small sizes, short scenarios and warm-ups, one "
+    "repeat. Its figures are rough, and so are the verdicts on them; the figures that "
+    "count come from full mode."
+)
+
 SHARED_MACHINE_NOTE = (
     "Load average {load} at the start on {cores} cores: absolute times swing with "
     "whatever else the machine runs; the ratios were measured side by side in the "
@@ -102,6 +108,8 @@ def render_markdown(results: dict[str, Any], *, source: str | None = None) -> st
         f"- command: `{results['command']}` ({results['seconds']:.0f} s in all)",
         f"- {SHARED_MACHINE_NOTE.format(load=load or '?', cores=info['cores'])}",
     ]
+    if results["mode"] == "quick":
+        lines.append(f"- {QUICK_NOTE}")
     if source:
         lines.append(f"- results file: `{source}`")
     lines.append(
