@@ -19,11 +19,11 @@ thread, torch with `set_num_threads(1)` and `set_num_interop_threads(1)`, so the
 process keeps a core; the figures depend on the machine and its load. The no-op server
 answers 1,000-row requests too, so every batch figure has its own HTTP floor.
 
-`--quick` is for development: 1 s per scenario after 0.5 s of warm-up (10 s after 2 s
-in full), a 3-epoch model trained in-process, and one server for the scenarios of the
-same kind, model and batch window, all started together (full mode starts a fresh one
-just before each scenario). Every scenario and ratio is still printed; the figures are
-rough.
+`--quick` is for development: 0.75 s per scenario after 0.25 s of warm-up (10 s after
+2 s in full), a 3-epoch model trained in-process, and one server for the scenarios of
+the same kind, model and batch window, all started together (full mode starts a fresh
+one just before each scenario). Every scenario and ratio is still printed; the figures
+are rough.
 """
 
 from __future__ import annotations
@@ -470,12 +470,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="1 s per scenario, servers shared: rough figures, for development",
+        help="0.75 s per scenario, servers shared: rough figures, for development",
     )
     args = parser.parse_args(argv)
     # Quick: the model is trained in-process (no torchrun start-up); it is only served.
     seconds, warmup, epochs, workers = (
-        (1.0, 0.5, 3, 1) if args.quick else (10.0, 2.0, 20, None)
+        (0.75, 0.25, 3, 1) if args.quick else (10.0, 2.0, 20, None)
     )
 
     import pandas as pd
@@ -518,9 +518,9 @@ def main(argv: list[str] | None = None) -> None:
     _report(results, model_only, cpus=os.cpu_count() or 0)
     if args.quick:
         print(
-            f"\n--quick: {seconds:.0f} s per scenario after {warmup} s of warm-up, "
+            f"\n--quick: {seconds:g} s per scenario after {warmup:g} s of warm-up, "
             "one server per kind, model and batch window: rough figures, for "
-            "development; the goals are judged in full mode."
+            "development; the goals count in full mode."
         )
 
 
