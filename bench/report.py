@@ -11,14 +11,14 @@ HOW_TO_RUN = """\
 Reproduce with `python -m bench` (full mode, the figures below; about 8 minutes on 2
 idle cores, 14 on busy ones). `python -m bench --quick` is for development: every
 section and every figure, from small sizes, short scenarios and warm-ups and one
-repeat, in under 2 minutes on 2 cores (103 s at load average 2). Its figures are rough
-and so are its verdicts; the goals count in full mode. Quick mode runs the
-breast-cancer pipeline on 1 worker, trains the compression and serving models
-in-process, probes the training section's parallel ceiling once for 1 s, and gives each
-serving scenario 1 s after 0.5 s of warm-up on servers shared by kind, model and batch
-window, started together. Each section runs its command in a child process, repeats
-it, and keeps every value and the median; `--sections pipeline,drift` picks sections,
-`--repeats N` overrides the repeats.
+repeat, in under 2 minutes on 2 idle cores (112 s measured). Its figures are rough and
+so are its verdicts; the goals count in full mode. Quick mode runs the breast-cancer
+pipeline on 1 worker, trains the compression and serving models in-process, probes the
+training section's parallel ceiling once for 1 s, and gives each serving scenario 0.75 s
+after 0.25 s of warm-up on servers shared by kind, model and batch window, started
+together. Each section runs its command in a child process, repeats it, and keeps every
+value and the median; `--sections pipeline,drift` picks sections, `--repeats N`
+overrides the repeats.
 Results are written to `bench/results/<date>-<mode>.json`; `python -m bench --render
 FILE` writes this page from one. Goals are the issue's; "x the goal" is median / goal.
 
