@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="small sizes, one repeat: breast-cancer pipeline, the scripts' --quick",
+        help="for development, rough figures: small sizes, short scenarios, one "
+        "repeat (breast-cancer pipeline, the scripts' --quick)",
     )
     parser.add_argument(
         "--sections",

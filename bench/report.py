@@ -9,11 +9,15 @@ from components.common.artifacts import read_json
 
 HOW_TO_RUN = """\
 Reproduce with `python -m bench` (full mode, the figures below; about 8 minutes on 2
-idle cores, 14 on busy ones) or `python -m bench --quick` (breast-cancer pipeline and
-the scripts' `--quick` sizes, one repeat; 4 minutes on 2 idle cores, 11 on busy ones,
-not yet the 2 minutes aimed for: each script trains its own model and starts its own
-processes). Each section runs its command in a child process, repeats it, and keeps
-every value and the median; `--sections pipeline,drift` picks sections, `--repeats N`
+idle cores, 14 on busy ones). `python -m bench --quick` is for development: every
+section and every figure, from small sizes, short scenarios and warm-ups and one
+repeat, in under 2 minutes on 2 idle cores (112 s measured). Its figures are rough and
+so are its verdicts; the goals count in full mode. Quick mode runs the breast-cancer
+pipeline on 1 worker, trains the compression and serving models in-process, probes the
+training section's parallel ceiling once for 1 s, and gives each serving scenario 0.75 s
+after 0.25 s of warm-up on servers shared by kind, model and batch window, started
+together. Each section runs its command in a child process, repeats it, and keeps every
+value and the median; `--sections pipeline,drift` picks sections, `--repeats N`
 overrides the repeats.
 Results are written to `bench/results/<date>-<mode>.json`; `python -m bench --render
 FILE` writes this page from one. Goals are the issue's; "x the goal" is median / goal.
@@ -47,6 +51,12 @@ SECTION_ROWS = [
         "plumb's drift check vs plain Evidently; events/s into the monitor",
     ),
 ]
+
+QUICK_NOTE = (
+    "Quick mode, for development: small sizes, short scenarios and warm-ups, one "
+    "repeat. Its figures are rough, and so are the verdicts on them; the figures that "
+    "count come from full mode."
+)
 
 SHARED_MACHINE_NOTE = (
     "Load average {load} at the start on {cores} cores: absolute times swing with "
@@ -102,6 +112,8 @@ def render_markdown(results: dict[str, Any], *, source: str | None = None) -> st
         f"- command: `{results['command']}` ({results['seconds']:.0f} s in all)",
         f"- {SHARED_MACHINE_NOTE.format(load=load or '?', cores=info['cores'])}",
     ]
+    if results["mode"] == "quick":
+        lines.append(f"- {QUICK_NOTE}")
     if source:
         lines.append(f"- results file: `{source}`")
     lines.append(

@@ -18,6 +18,12 @@ Both sides are equally single-threaded: onnxruntime with one intra-op and one in
 thread, torch with `set_num_threads(1)` and `set_num_interop_threads(1)`, so the client
 process keeps a core; the figures depend on the machine and its load. The no-op server
 answers 1,000-row requests too, so every batch figure has its own HTTP floor.
+
+`--quick` is for development: 0.75 s per scenario after 0.25 s of warm-up (10 s after
+2 s in full), a 3-epoch model trained in-process, and one server for the scenarios of
+the same kind, model and batch window, all started together (full mode starts a fresh
+one just before each scenario). Every scenario and ratio is still printed; the figures
+are rough.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -288,15 +296,24 @@ async def _load(
 # --- orchestration --------------------------------------------------------------------
 
 
-def _prepare_models(workdir: Path, *, epochs: int) -> dict[str, Path]:
+def _prepare_models(
+    workdir: Path, *, epochs: int, workers: int | None
+) -> dict[str, Path]:
+    """Train the breast-cancer MLP (fp32) and quantize it (int8); return both dirs.
+
+    `workers` None keeps the training config's default (torchrun on 2 workers).
+    """
     from components.common.config import PlumbConfig
     from components.compress.onnx_quantize import quantize_model_dir
     from components.preprocess.lib import prepare, write_prepared
     from components.preprocess.split import SPLITS
     from components.train.lib import train_and_export
 
+    training: dict[str, int] = {"epochs": epochs}
+    if workers is not None:
+        training["workers"] = workers
     config = PlumbConfig.model_validate(
-        {"data": {"dataset": "breast-cancer"}, "training": {"epochs": epochs}}
+        {"data": {"dataset": "breast-cancer"}, "training": training}
     )
     prepared = prepare(config)
     write_prepared(
@@ -334,49 +351,94 @@ def _wait_ready(port: int, process: subprocess.Popen, timeout: float = 90) -> No
     raise RuntimeError("benchmark server did not become ready")
 
 
+def server_groups(
+    scenarios: list[Scenario], *, share_servers: bool
+) -> list[list[Scenario]]:
+    """The scenarios in the order they run, grouped by the server they run against.
+
+    Without `share_servers` each scenario gets its own fresh server. With it, the
+    scenarios of one kind, model and batch window share one, in first-seen order.
+    """
+    if not share_servers:
+        return [[scenario] for scenario in scenarios]
+    groups: dict[tuple[str, str, float], list[Scenario]] = {}
+    for scenario in scenarios:
+        key = (scenario.kind, scenario.model, scenario.batch_window_ms)
+        groups.setdefault(key, []).append(scenario)
+    return list(groups.values())
+
+
+@contextmanager
+def _servers(
+    scenarios: list[Scenario], models: dict[str, Path]
+) -> Iterator[list[tuple[int, int]]]:
+    """Start each scenario's server, all at once; yield their (port, pid)s when ready.
+
+    Every server is stopped on the way out, ready or not.
+    """
+    started: list[tuple[int, subprocess.Popen]] = []
+    try:
+        for scenario in scenarios:
+            port = free_port()
+            while port in {taken for taken, _ in started}:
+                port = free_port()
+            server = subprocess.Popen(
+                [sys.executable, "-m", "bench.serving", "_serve", scenario.kind]
+                + [str(models[scenario.model]), str(port)]
+                + [str(scenario.batch_window_ms)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            started.append((port, server))
+        for port, server in started:
+            _wait_ready(port, server)
+        yield [(port, server.pid) for port, server in started]
+    finally:
+        for _, server in started:
+            server.terminate()
+        for _, server in started:
+            try:
+                server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+
+
 def _run_scenario(
     scenario: Scenario,
     models: dict[str, Path],
     rows: list[list[float]],
     *,
+    server: tuple[int, int],
     seconds: float,
     warmup: float,
     workdir: Path,
 ) -> dict:
-    port = free_port()
+    """Drive the running `server` (port, pid) with the scenario's requests."""
+    port, server_pid = server
     body_path = workdir / "request.http"
     body_path.write_bytes(_http_request(scenario, rows, models[scenario.model]))
-    server = subprocess.Popen(
-        [sys.executable, "-m", "bench.serving", "_serve", scenario.kind]
-        + [str(models[scenario.model]), str(port), str(scenario.batch_window_ms)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    load = subprocess.run(
+        [sys.executable, "-m", "bench.serving", "_load", str(port), str(body_path)]
+        + [str(scenario.concurrency), str(seconds), str(warmup), str(server_pid)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + warmup + 60,
     )
-    try:
-        _wait_ready(port, server)
-        load = subprocess.run(
-            [sys.executable, "-m", "bench.serving", "_load", str(port), str(body_path)]
-            + [str(scenario.concurrency), str(seconds), str(warmup), str(server.pid)],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=seconds + warmup + 60,
-        )
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
     result = json.loads(load.stdout.strip().splitlines()[-1])
     result["requests_per_s"] = result["requests"] / seconds
     result["rows_per_s"] = result["requests_per_s"] * scenario.rows
     return result
 
 
-def _in_process_rows_per_s(models: dict[str, Path], rows: list[list[float]]) -> dict:
-    """Model-only cost, no HTTP: rows/s of one predict_matrix call on 1 and 1,000 rows."""
+def _in_process_rows_per_s(
+    models: dict[str, Path], rows: list[list[float]], *, seconds: float
+) -> dict:
+    """Model-only cost, no HTTP: rows/s of predict_matrix on 1 and on 1,000 rows.
+
+    Each size is called over and over for `seconds`.
+    """
     import numpy as np
     import pandas as pd
 
@@ -393,7 +455,7 @@ def _in_process_rows_per_s(models: dict[str, Path], rows: list[list[float]]) -> 
         for size in (1, BATCH_ROWS):
             block = np.ascontiguousarray(matrix[:size])
             calls, start = 0, time.perf_counter()
-            while time.perf_counter() - start < 0.5:
+            while time.perf_counter() - start < seconds:
                 runtime.predict_matrix(block)
                 calls += 1
             figures[f"{name}, {size} row(s)"] = (
@@ -405,9 +467,16 @@ def _in_process_rows_per_s(models: dict[str, Path], rows: list[list[float]]) -> 
 def main(argv: list[str] | None = None) -> None:
     """Run every scenario and print the table and the goal ratios."""
     parser = argparse.ArgumentParser(prog="python -m bench.serving")
-    parser.add_argument("--quick", action="store_true", help="3 s per scenario.")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="0.75 s per scenario, servers shared: rough figures, for development",
+    )
     args = parser.parse_args(argv)
-    seconds, warmup, epochs = (3.0, 1.0, 3) if args.quick else (10.0, 2.0, 20)
+    # Quick: the model is trained in-process (no torchrun start-up); it is only served.
+    seconds, warmup, epochs, workers = (
+        (0.75, 0.25, 3, 1) if args.quick else (10.0, 2.0, 20, None)
+    )
 
     import pandas as pd
 
@@ -416,19 +485,43 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging("WARNING")
     with tempfile.TemporaryDirectory(prefix="plumb-bench-") as tmp:
         workdir = Path(tmp)
-        models = _prepare_models(workdir, epochs=epochs)
+        models = _prepare_models(workdir, epochs=epochs, workers=workers)
         test = pd.read_parquet(workdir / "test.parquet")
         from components.preprocess.schema import Schema
 
         schema = Schema.load(models["int8"] / "schema.json")
         rows = test[schema.feature_names].values.tolist()
+        groups = server_groups(SCENARIOS, share_servers=args.quick)
+        # Full mode starts each scenario's fresh server just before it; quick mode
+        # starts the shared servers together (their start-ups overlap, and an idle
+        # server takes no CPU from the one being measured).
+        batches = [groups] if args.quick else [[group] for group in groups]
         results = {}
-        for scenario in SCENARIOS:
-            results[scenario.name] = _run_scenario(
-                scenario, models, rows, seconds=seconds, warmup=warmup, workdir=workdir
-            )
-        model_only = _in_process_rows_per_s(models, rows)
+        for batch in batches:
+            with _servers([group[0] for group in batch], models) as servers:
+                for group, server in zip(batch, servers, strict=True):
+                    for scenario in group:
+                        results[scenario.name] = _run_scenario(
+                            scenario,
+                            models,
+                            rows,
+                            server=server,
+                            seconds=seconds,
+                            warmup=warmup,
+                            workdir=workdir,
+                        )
+        model_only = _in_process_rows_per_s(
+            models, rows, seconds=0.2 if args.quick else 0.5
+        )
+    # The table keeps the scenarios' own order, whichever order they ran in.
+    results = {scenario.name: results[scenario.name] for scenario in SCENARIOS}
     _report(results, model_only, cpus=os.cpu_count() or 0)
+    if args.quick:
+        print(
+            f"\n--quick: {seconds:g} s per scenario after {warmup:g} s of warm-up, "
+            "one server per kind, model and batch window: rough figures, for "
+            "development; the goals count in full mode."
+        )
 
 
 def _report(

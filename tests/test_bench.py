@@ -93,3 +93,97 @@ def test_serving_output_is_read_by_its_header() -> None:
     assert batches == [("V1 JSON rows", "55333")]  # the no-op floor is no goal row
     assert section.figures["int8 p50 / no-op p50 (HTTP floor)"].values == [1.22]
     assert not section.notes
+
+
+def test_quick_serving_shares_one_server_per_kind_model_and_window() -> None:
+    """Quick mode runs every scenario, on 4 servers; full mode on a fresh one each."""
+    from bench.serving import SCENARIOS, server_groups
+
+    full = server_groups(SCENARIOS, share_servers=False)
+    assert full == [[scenario] for scenario in SCENARIOS]
+
+    quick = server_groups(SCENARIOS, share_servers=True)
+    ran = [scenario.name for group in quick for scenario in group]
+    assert sorted(ran) == sorted(scenario.name for scenario in SCENARIOS)
+    assert len(ran) == len(set(ran))
+    keys = [{(s.kind, s.model, s.batch_window_ms) for s in group} for group in quick]
+    assert all(len(key) == 1 for key in keys)  # one server fits its whole group
+    # noop, plumb int8, torch fp32 and plumb int8 with a 2 ms batch window.
+    assert len(quick) == 4
+    assert quick[0][0] is SCENARIOS[0]
+
+
+def test_quick_pipeline_is_breast_cancer_on_one_worker() -> None:
+    """Quick mode runs the breast-cancer example in-process; full mode all of flights."""
+    from bench.harness import ROOT, pipeline_args
+
+    assert pipeline_args(quick=False) == ["--dataset", "flights"]
+    quick = pipeline_args(quick=True)
+    config = Path(quick[quick.index("--config") + 1])
+    assert config.is_file() and config.is_relative_to(ROOT)
+    assert quick[quick.index("--set") + 1] == "training.workers=1"
+
+
+def test_quick_results_say_their_figures_are_rough() -> None:
+    """The quick note appears in quick results only."""
+    from bench.report import QUICK_NOTE
+
+    full = read_json(RESULTS / "2026-12-03-1858-full.json")
+    assert full["mode"] == "full"
+    assert QUICK_NOTE not in render_markdown(full)
+    assert QUICK_NOTE in render_markdown({**full, "mode": "quick"})
+
+
+def test_quick_training_report_still_gives_the_ceiling() -> None:
+    """Without the second ceiling probe (quick), the table says so and still parses."""
+    import math
+
+    from bench import harness
+    from bench.training import report
+
+    figures = {
+        "training_rows": 46_236.0,
+        "epochs": 3.0,
+        "batch_size": 462.0,
+        "plain_rows_per_second": 370_000.0,
+        "plumb_rows_per_second": 340_000.0,
+        "one_worker_rows_per_second": 330_000.0,
+        "two_workers_rows_per_second": 205_000.0,
+        "two_workers_local_sgd_rows_per_second": 495_000.0,
+        "one_worker_wall_seconds": 4.5,
+        "two_workers_wall_seconds": 6.1,
+        "two_workers_local_sgd_wall_seconds": 5.2,
+        "one_worker_validation_loss": 0.5341,
+        "two_workers_validation_loss": 0.5346,
+        "two_workers_local_sgd_validation_loss": 0.5337,
+        "two_vs_one_workers": 495_000 / 330_000,
+        "two_vs_one_workers_ddp": 205_000 / 330_000,
+        "plumb_overhead": 370_000 / 340_000 - 1,
+        "load_average_before": 1.35,
+        "load_average_after": 1.62,
+        "parallel_ceiling_before": 2.09,
+        "parallel_ceiling_after": math.nan,
+    }
+    text = report(figures)
+    assert "after not measured (--quick)" in text and "nan" not in text
+    section = harness.Section(name="training")
+    harness._parse(section, text, harness.TRAINING_PATTERNS)
+    assert not section.notes  # every figure found
+    assert section.figures[
+        "2 busy processes / 1 (machine's ceiling, before)"
+    ].values == [2.09]
+    assert section.figures["2 workers (local SGD) / 1 worker"].values == [1.5]
+    assert section.figures["2 workers (DDP) / 1 worker"].values == [0.62]
+
+    full = report({**figures, "parallel_ceiling_after": 1.98})
+    assert "2.09x before, 1.98x after" in full
+
+
+def test_drift_note_names_the_sizes_the_script_printed() -> None:
+    """The drift section's note comes from the script's own line, quick or full."""
+    from bench.harness import DRIFT_SIZES
+
+    match = DRIFT_SIZES.search(
+        "Ingestion (1000 pairs)\nDrift, 20,000 rows x 20 columns vs 50,000\n"
+    )
+    assert match is not None and match.groups() == ("20,000", "20", "50,000")
