@@ -8,7 +8,7 @@ from typing import Any
 from components.common.artifacts import read_json
 
 HOW_TO_RUN = """\
-Reproduce with `python -m bench` (full mode, the figures below; about 8 minutes on 2
+Reproduce with `python -m bench` (full mode, the figures below; 6 to 8 minutes on 2
 idle cores, 14 on busy ones). `python -m bench --quick` is for development: every
 section and every figure, from small sizes, short scenarios and warm-ups and one
 repeat, in under 2 minutes on 2 idle cores (112 s measured). Its figures are rough and

@@ -196,9 +196,9 @@ class TrainingConfig(_Section):
     local SGD: each worker steps on its own shard's gradients and the workers average
     their weights every N steps and after an epoch's last step (torch's model
     averaging). On CPUs a small tabular network's per-step all-reduce costs about as
-    much as the step itself: on flights with 2 workers on 2 cores, N = 16 trained 1.7x
-    as many rows/s as one worker, N = 1 1.1x, to the same best validation loss (see
-    docs/training.md). Ignored with one worker and by TensorFlow."""
+    much as the step itself: on flights with 2 workers on 2 cores, N = 16 trained 1.6-1.8x
+    as many rows/s as one worker in three benchmark runs, N = 1 0.98-1.12x, to the same
+    best validation loss (see docs/training.md). Ignored with one worker and by TensorFlow."""
 
     learning_rate: float = Field(3e-3, gt=0.0)
     """Adam learning rate."""
