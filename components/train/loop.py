@@ -201,6 +201,15 @@ def fit(
     # BatchNorm cannot normalise a batch of one row in training mode.
     min_batch = 2 if training.batch_norm else 1
 
+    if context.distributed and context.is_main:
+        logger.info(
+            "%d workers kept in step by %s",
+            context.world_size,
+            f"local SGD (weights averaged every {training.average_every_steps} steps "
+            "and at epoch ends)"
+            if local_sgd
+            else "DistributedDataParallel (gradients all-reduced every step)",
+        )
     if context.distributed:
         # Ranks arrive here seconds apart (imports, data loading); start the clock, and
         # the first epoch, together so that rows/s measures training, not start-up.
