@@ -21,7 +21,7 @@ answers 1,000-row requests too, so every batch figure has its own HTTP floor.
 
 `--quick` is for development: 0.75 s per scenario after 0.25 s of warm-up (10 s after
 2 s in full), a 3-epoch model trained in-process, and one server for the scenarios of
-the same kind, model and batch window, all started together (full mode starts a fresh
+the same kind, model and batching, all started together (full mode starts a fresh
 one just before each scenario). Every scenario and ratio is still printed; the figures
 are rough.
 """
@@ -61,6 +61,7 @@ class Scenario:
     concurrency: int
     batch_window_ms: float = 0.0
     request: str = "v1"  # v1 | v2-json | v2-binary
+    batching: bool = True  # the predictor's default: batch requests already waiting
 
 
 SCENARIOS = [
@@ -69,6 +70,14 @@ SCENARIOS = [
     Scenario("torch eager fp32", "torch", "fp32", 1, SINGLE_ROW_CONCURRENCY),
     Scenario(
         "plumb int8, batch window 2 ms", "plumb", "int8", 1, SINGLE_ROW_CONCURRENCY, 2
+    ),
+    Scenario(
+        "plumb int8, batching off",
+        "plumb",
+        "int8",
+        1,
+        SINGLE_ROW_CONCURRENCY,
+        batching=False,
     ),
     Scenario("noop, 1000-row requests", "noop", "int8", BATCH_ROWS, BATCH_CONCURRENCY),
     Scenario(
@@ -134,7 +143,9 @@ def _torch_runtime(model_dir: Path) -> Any:
     return base
 
 
-def _serve(kind: str, model_dir: Path, port: int, batch_window_ms: float) -> None:
+def _serve(
+    kind: str, model_dir: Path, port: int, batch_window_ms: float, batching: bool
+) -> None:
     from kserve import Model
 
     from components.serving.model import PlumbModel
@@ -155,7 +166,11 @@ def _serve(kind: str, model_dir: Path, port: int, batch_window_ms: float) -> Non
         model = NoopModel(MODEL_NAME)
     else:
         model = PlumbModel(
-            MODEL_NAME, model_dir, batch_window_ms=batch_window_ms, threads=1
+            MODEL_NAME,
+            model_dir,
+            batching=batching,
+            batch_window_ms=batch_window_ms,
+            threads=1,
         )
     model.load()
     if kind == "torch":
@@ -351,19 +366,24 @@ def _wait_ready(port: int, process: subprocess.Popen, timeout: float = 90) -> No
     raise RuntimeError("benchmark server did not become ready")
 
 
+def server_key(scenario: Scenario) -> tuple[str, str, float, bool]:
+    """What makes two scenarios' servers the same: kind, model and batching."""
+    return (scenario.kind, scenario.model, scenario.batch_window_ms, scenario.batching)
+
+
 def server_groups(
     scenarios: list[Scenario], *, share_servers: bool
 ) -> list[list[Scenario]]:
     """The scenarios in the order they run, grouped by the server they run against.
 
     Without `share_servers` each scenario gets its own fresh server. With it, the
-    scenarios of one kind, model and batch window share one, in first-seen order.
+    scenarios of the same `server_key` share one, in first-seen order.
     """
     if not share_servers:
         return [[scenario] for scenario in scenarios]
     groups: dict[tuple[str, str, float], list[Scenario]] = {}
     for scenario in scenarios:
-        key = (scenario.kind, scenario.model, scenario.batch_window_ms)
+        key = server_key(scenario)
         groups.setdefault(key, []).append(scenario)
     return list(groups.values())
 
@@ -385,7 +405,7 @@ def _servers(
             server = subprocess.Popen(
                 [sys.executable, "-m", "bench.serving", "_serve", scenario.kind]
                 + [str(models[scenario.model]), str(port)]
-                + [str(scenario.batch_window_ms)],
+                + [str(scenario.batch_window_ms), str(int(scenario.batching))],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
@@ -519,7 +539,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         print(
             f"\n--quick: {seconds:g} s per scenario after {warmup:g} s of warm-up, "
-            "one server per kind, model and batch window: rough figures, for "
+            "one server per kind, model and batching: rough figures, for "
             "development; the goals count in full mode."
         )
 
@@ -548,6 +568,7 @@ def _report(
     floor = results["noop (HTTP floor)"]
     batch_floor = results["noop, 1000-row requests"]
     window = results["plumb int8, batch window 2 ms"]
+    unbatched = results["plumb int8, batching off"]
     batches = {
         "V1 JSON rows": results["plumb int8, 1000-row requests"],
         "V2 JSON columns": results["plumb int8, 1000 rows V2 JSON"],
@@ -620,14 +641,20 @@ def _report(
     lines.append(
         ("rows/s, 1000-row requests, no-op floor", batch_floor["rows_per_s"], "", "")
     )
-    lines.append(
+    lines += [
         (
             "batch window 2 ms / none, throughput",
             window["requests_per_s"] / int8["requests_per_s"],
             "x",
             "",
-        )
-    )
+        ),
+        (
+            "batching off / on (default), p50",
+            unbatched["p50_ms"] / int8["p50_ms"],
+            "x",
+            "",
+        ),
+    ]
     print("\nratios (goal in brackets):")
     for name, value, unit, goal in lines:
         figure = f"{value:8.2f}{unit}" if unit else f"{value:9.0f}"
@@ -636,7 +663,8 @@ def _report(
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "_serve":
-        _serve(sys.argv[2], Path(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]))
+        kind, model_dir, port, window, batching = sys.argv[2:7]
+        _serve(kind, Path(model_dir), int(port), float(window), batching == "1")
     elif len(sys.argv) > 1 and sys.argv[1] == "_load":
         port, request_path, concurrency, seconds, warmup, server_pid = sys.argv[2:8]
         outcome = asyncio.run(

@@ -230,9 +230,15 @@ def serve(
     max_body_bytes: Annotated[
         int, typer.Option(help="Largest request body; more is HTTP 413.")
     ] = 16 * 1024 * 1024,
+    batching: Annotated[
+        bool,
+        typer.Option(help="Run requests waiting at the same moment as one model call."),
+    ] = True,
     batch_window_ms: Annotated[
         float,
-        typer.Option(help="Coalesce concurrent requests for this long (0: off)."),
+        typer.Option(
+            help="With batching, wait this long for more requests (0: no waiting)."
+        ),
     ] = 0.0,
     threads: Annotated[
         int, typer.Option(help="Model intra-op threads per worker process.")
@@ -258,6 +264,7 @@ def serve(
             workers=workers,
             max_rows=max_rows,
             max_body_bytes=max_body_bytes,
+            batching=batching,
             batch_window_ms=batch_window_ms,
             threads=threads,
             latency_log=latency_log,

@@ -95,9 +95,9 @@ def test_serving_output_is_read_by_its_header() -> None:
     assert not section.notes
 
 
-def test_quick_serving_shares_one_server_per_kind_model_and_window() -> None:
-    """Quick mode runs every scenario, on 4 servers; full mode on a fresh one each."""
-    from bench.serving import SCENARIOS, server_groups
+def test_quick_serving_shares_one_server_per_kind_model_and_batching() -> None:
+    """Quick mode runs every scenario, on 5 servers; full mode on a fresh one each."""
+    from bench.serving import SCENARIOS, server_groups, server_key
 
     full = server_groups(SCENARIOS, share_servers=False)
     assert full == [[scenario] for scenario in SCENARIOS]
@@ -106,10 +106,11 @@ def test_quick_serving_shares_one_server_per_kind_model_and_window() -> None:
     ran = [scenario.name for group in quick for scenario in group]
     assert sorted(ran) == sorted(scenario.name for scenario in SCENARIOS)
     assert len(ran) == len(set(ran))
-    keys = [{(s.kind, s.model, s.batch_window_ms) for s in group} for group in quick]
+    keys = [{server_key(s) for s in group} for group in quick]
     assert all(len(key) == 1 for key in keys)  # one server fits its whole group
-    # noop, plumb int8, torch fp32 and plumb int8 with a 2 ms batch window.
-    assert len(quick) == 4
+    # noop, plumb int8, torch fp32, plumb int8 with a 2 ms batch window and without
+    # batching.
+    assert len(quick) == 5
     assert quick[0][0] is SCENARIOS[0]
 
 

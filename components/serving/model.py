@@ -10,8 +10,9 @@ shared transform and the network, and answers:
 - V1 `:explain` with per-row attributions from `explain_rows`, the function the
   evaluation report uses.
 
-Concurrent requests can be coalesced into one model call (`batch_window_ms`); see
-`MicroBatcher`. Errors become HTTP codes in `components.serving.errors` only.
+Requests of a few rows that wait at the same moment share one transform and network
+call (`MicroBatcher`; `batching`, `batch_window_ms`). Errors become HTTP codes in
+`components.serving.errors` only.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ import asyncio
 import logging
 import math
 import uuid
+from collections.abc import Callable, Sized
 from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 from kserve import InferOutput, InferRequest, InferResponse, Model
@@ -35,6 +37,7 @@ from components.serving.errors import kserve_errors
 from components.serving.validation import (
     FEATURES_INPUT,
     ParsedRows,
+    finite_number_matrix,
     parse_feature_matrix,
     parse_instances,
     parse_tensors,
@@ -44,54 +47,88 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_ROWS = 10_000
 DEFAULT_DECISION_THRESHOLD = 0.5
+# Requests of more rows skip the batcher: their own model call already spreads its
+# fixed cost over many rows, and stacking would copy them.
+BATCHED_REQUEST_ROWS = 64
+
+Item = TypeVar("Item", bound=Sized)  # len(item): its rows
+Result = TypeVar("Result")
 
 
-class MicroBatcher:
-    """Run the model once for all encoded rows that arrive within a short window.
+class MicroBatcher(Generic[Item, Result]):
+    """Run one model call for the requests that are waiting for it at the same moment.
 
-    Each request encodes its own rows, then waits here; the first waiter starts a
-    window of `window_ms`, after which every matrix collected is stacked, predicted in
-    one call and split back. It pays only when the model call costs more than the
-    wait; `bench/serving.py` measures both ways.
+    Each request hands its item (its rows, in some form) to `submit` and waits.
+    `run_batch` gets the items of every waiting request, in order, and returns one
+    result per item: the request's outputs, or the exception for that request alone.
+    With `window_ms` 0 (the default) nothing is added to a request's time: the batch
+    runs at the event loop's next turn and holds the requests that reached `submit`
+    meanwhile. Under concurrent load that is several; alone, a request runs by itself.
+    A positive `window_ms` waits that long after the first request for more. A batch
+    runs at once when it reaches `max_rows`.
     """
 
-    def __init__(self, predict_matrix: Any, *, window_ms: float, max_rows: int) -> None:
-        self._predict_matrix = predict_matrix
+    def __init__(
+        self,
+        run_batch: Callable[[list[Item]], list[Result | Exception]],
+        *,
+        window_ms: float,
+        max_rows: int,
+    ) -> None:
+        self._run_batch = run_batch
         self._window_seconds = window_ms / 1000.0
         self._max_rows = max_rows
-        self._pending: list[tuple[np.ndarray, asyncio.Future[np.ndarray]]] = []
+        self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
         self._pending_rows = 0
-        self._timer: asyncio.TimerHandle | None = None
+        self._scheduled: asyncio.TimerHandle | None = None
 
-    async def predict(self, matrix: np.ndarray) -> np.ndarray:
-        """Return the model's output for `matrix`, computed with other waiting rows."""
+    async def submit(self, item: Item) -> Result:
+        """Return the result for `item`, computed in one call with other waiting items."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[np.ndarray] = loop.create_future()
-        self._pending.append((matrix, future))
-        self._pending_rows += len(matrix)
+        future: asyncio.Future[Result] = loop.create_future()
+        self._pending.append((item, future))
+        self._pending_rows += len(item)
         if self._pending_rows >= self._max_rows:
             self._flush()
-        elif self._timer is None:
-            self._timer = loop.call_later(self._window_seconds, self._flush)
+        elif self._scheduled is None:
+            # A timer, even of 0 s, runs after the loop's next poll of the sockets,
+            # so requests that arrived meanwhile on other connections join the batch
+            # (`call_soon` would run it before they are read).
+            self._scheduled = loop.call_later(self._window_seconds, self._flush)
         return await future
 
     def _flush(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._scheduled is not None:
+            self._scheduled.cancel()
+            self._scheduled = None
         batch, self._pending, self._pending_rows = self._pending, [], 0
+        # A request whose client went away was cancelled; its rows are not run.
+        batch = [(item, future) for item, future in batch if not future.done()]
         if not batch:
             return
         try:
-            outputs = self._predict_matrix(np.vstack([matrix for matrix, _ in batch]))
+            results = self._run_batch([item for item, _ in batch])
         except Exception as err:  # handed to every waiting request, not swallowed
-            for _, future in batch:
-                future.set_exception(err)
-            return
-        start = 0
-        for matrix, future in batch:
-            future.set_result(outputs[start : start + len(matrix)])
-            start += len(matrix)
+            results = [err] * len(batch)
+        for (_, future), result in zip(batch, results, strict=True):
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+
+def stacked(
+    predict_matrix: Callable[[np.ndarray], np.ndarray],
+) -> Callable[[list[np.ndarray]], list[np.ndarray | Exception]]:
+    """A `MicroBatcher` run for matrices: stack them, predict once, split the output."""
+
+    def run(matrices: list[np.ndarray]) -> list[np.ndarray | Exception]:
+        if len(matrices) == 1:
+            return [predict_matrix(matrices[0])]
+        outputs = predict_matrix(np.vstack(matrices))
+        return list(np.split(outputs, np.cumsum([len(m) for m in matrices[:-1]])))
+
+    return run
 
 
 class PlumbModel(Model):
@@ -103,27 +140,30 @@ class PlumbModel(Model):
         model_dir: str | Path,
         *,
         max_rows: int = DEFAULT_MAX_ROWS,
+        batching: bool = True,
         batch_window_ms: float = 0.0,
         threads: int | None = None,
     ) -> None:
         super().__init__(name)
         self.model_dir = Path(model_dir)
         self.max_rows = max_rows
+        self.batching = batching
         self.batch_window_ms = batch_window_ms
         self.threads = threads
         self.runtime: Any = None
-        self._batcher: MicroBatcher | None = None
+        # V1 requests hand their `instances` to one batcher, which checks them
+        # together (`_predict_instances`); V2 requests hand their encoded rows to the
+        # other. Requests of more than `_batched_rows` rows run by themselves.
+        self._instances_batcher: MicroBatcher[list, np.ndarray] | None = None
+        self._encoded_batcher: MicroBatcher[np.ndarray, np.ndarray] | None = None
+        self._batched_rows = min(BATCHED_REQUEST_ROWS, max_rows)
         self._schema_ordered_transform = False
+        self.decision_threshold = DEFAULT_DECISION_THRESHOLD
+        self._labels: tuple[str, str] | None = None  # (negative, positive) if binary
 
     def load(self) -> bool:
         """Load the model directory; the server answers 503 until this has run."""
         self.runtime = load_model(self.model_dir, threads=self.threads)
-        if self.batch_window_ms > 0:
-            self._batcher = MicroBatcher(
-                self.runtime.predict_matrix,
-                window_ms=self.batch_window_ms,
-                max_rows=self.max_rows,
-            )
         schema = self.runtime.schema
         transform = self.runtime.transform
         # True for every all-numeric transform plumb fits (its steps follow the
@@ -131,6 +171,24 @@ class PlumbModel(Model):
         self._schema_ordered_transform = not transform.categorical and [
             step.name for step in transform.numeric
         ] == list(schema.feature_names)
+        self.decision_threshold = float(
+            self.runtime.metadata.get("decision_threshold", DEFAULT_DECISION_THRESHOLD)
+        )
+        if schema.task == "binary":
+            positive = str(schema.positive_class)
+            others = [name for name in schema.classes if name != positive]
+            self._labels = (
+                others[0] if len(others) == 1 else f"not {positive}",
+                positive,
+            )
+        if self.batching:
+            window, most = self.batch_window_ms, self.max_rows
+            self._instances_batcher = MicroBatcher(
+                self._predict_instances, window_ms=window, max_rows=most
+            )
+            self._encoded_batcher = MicroBatcher(
+                stacked(self._predict_encoded), window_ms=window, max_rows=most
+            )
         logger.info(
             "Loaded %s model %s (%s, %d features) as %r",
             schema.task,
@@ -146,19 +204,13 @@ class PlumbModel(Model):
         # With --workers > 1 kserve pickles the model into each spawned worker; an
         # onnxruntime session cannot be pickled, so each worker loads its own.
         state = self.__dict__.copy()
-        state.update(runtime=None, _batcher=None)
+        state.update(runtime=None, _instances_batcher=None, _encoded_batcher=None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         if self.ready:
             self.load()
-
-    @property
-    def decision_threshold(self) -> float:
-        return float(
-            self.runtime.metadata.get("decision_threshold", DEFAULT_DECISION_THRESHOLD)
-        )
 
     async def predict(
         self,
@@ -168,10 +220,17 @@ class PlumbModel(Model):
     ) -> dict | InferResponse:
         """Answer a V1 `instances` body or a V2 `InferRequest`."""
         with kserve_errors():
-            matrix = self._feature_matrix(payload)
-            if matrix is None:
-                matrix = self._encode(self._parse(payload))
-            outputs = await self._predict_matrix(matrix)
+            instances = self._batchable_instances(payload)
+            if instances is not None and self._instances_batcher is not None:
+                outputs = await self._instances_batcher.submit(instances)
+            else:
+                encoded = self._feature_matrix(payload)
+                if encoded is None:
+                    encoded = self._encode(self._parse(payload))
+                if self._encoded_batcher and len(encoded) <= self._batched_rows:
+                    outputs = await self._encoded_batcher.submit(encoded)
+                else:
+                    outputs = self._predict_encoded(encoded)
             fields = self._output_fields(outputs)
         if isinstance(payload, InferRequest):
             return self._infer_response(payload, fields)
@@ -252,6 +311,47 @@ class PlumbModel(Model):
             max_rows=self.max_rows,
         )
 
+    def _batchable_instances(self, payload: dict | InferRequest) -> list | None:
+        """A V1 body's `instances` when batching is on and they are few enough.
+
+        Only the shape is looked at here; `_predict_instances` checks the values.
+        """
+        if self._instances_batcher is None or type(payload) is not dict:
+            return None
+        instances = payload.get("instances")
+        if type(instances) is list and 0 < len(instances) <= self._batched_rows:
+            return instances
+        return None
+
+    def _predict_instances(self, requests: list[list]) -> list[np.ndarray | Exception]:
+        """Check and predict the `instances` of several V1 requests in one model call.
+
+        The common case (every column numeric, every row a list of finite numbers) is
+        checked for all requests by one conversion. Otherwise each request is parsed
+        by itself, so a bad one gets its own error and the others are answered.
+        """
+        schema = self.runtime.schema
+        if self._schema_ordered_transform:
+            rows = list(chain.from_iterable(requests))
+            if set(map(type, rows)) == {list}:
+                matrix = finite_number_matrix(rows, width=len(schema.columns))
+                if matrix is not None:
+                    outputs = self._encode_and_predict(matrix)
+                    bounds = np.cumsum([len(part) for part in requests[:-1]])
+                    return list(np.split(outputs, bounds))
+        encoded: list[np.ndarray | Exception] = []
+        for instances in requests:
+            try:
+                parsed = parse_instances(instances, schema, max_rows=self.max_rows)
+                encoded.append(self._encode(parsed))
+            except Exception as err:  # this request's own 4xx, or its 500
+                encoded.append(err)
+        matrices = [item for item in encoded if not isinstance(item, Exception)]
+        results = iter(stacked(self._predict_encoded)(matrices) if matrices else [])
+        return [
+            item if isinstance(item, Exception) else next(results) for item in encoded
+        ]
+
     def _encode(self, parsed: ParsedRows) -> np.ndarray:
         transform = self.runtime.transform
         if parsed.matrix is not None and self._schema_ordered_transform:
@@ -262,21 +362,22 @@ class PlumbModel(Model):
         }
         return transform.encode(parsed.numeric, codes, rows=parsed.rows)
 
-    async def _predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
-        if self._batcher is None:
-            return self.runtime.predict_matrix(matrix)
-        return await self._batcher.predict(matrix)
+    def _predict_encoded(self, encoded: np.ndarray) -> np.ndarray:
+        return self.runtime.predict_matrix(encoded)
+
+    def _encode_and_predict(self, numbers: np.ndarray) -> np.ndarray:
+        """Predict from raw numbers in schema order (an all-numeric transform)."""
+        encoded = self.runtime.transform.encode(numbers, {}, rows=len(numbers))
+        return self.runtime.predict_matrix(encoded)
 
     def _output_fields(self, outputs: np.ndarray) -> dict[str, list]:
-        schema = self.runtime.schema
         values = outputs.tolist()
-        if schema.task != "binary":
+        if self._labels is None:
             return {"value": values}
-        positive = schema.positive_class
-        others = [name for name in schema.classes if name != positive]
-        negative = others[0] if len(others) == 1 else f"not {positive}"
-        labels = np.where(outputs >= self.decision_threshold, positive, negative)
-        return {"probability": values, "label": labels.tolist()}
+        negative, positive = self._labels
+        threshold = self.decision_threshold
+        labels = [positive if value >= threshold else negative for value in values]
+        return {"probability": values, "label": labels}
 
     def _infer_response(
         self, request: InferRequest, fields: dict[str, list]

@@ -47,6 +47,7 @@ class ServeOptions:
     workers: int = 1
     max_rows: int = DEFAULT_MAX_ROWS
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    batching: bool = True
     batch_window_ms: float = 0.0
     threads: int = 1
     latency_log: bool = False
@@ -74,6 +75,11 @@ class ServeOptions:
         if self.batch_window_ms < 0:
             raise PlumbError(
                 f"--batch-window-ms must be >= 0, got {self.batch_window_ms}"
+            )
+        if not self.batching and self.batch_window_ms > 0:
+            raise PlumbError(
+                f"--batch-window-ms {self.batch_window_ms:g} needs batching; drop "
+                "--no-batching or the window"
             )
 
 
@@ -111,6 +117,7 @@ def build(options: ServeOptions) -> tuple[BoundModelServer, PlumbModel]:
         options.model_name,
         options.model_dir,
         max_rows=options.max_rows,
+        batching=options.batching,
         batch_window_ms=options.batch_window_ms,
         threads=options.threads,
     )

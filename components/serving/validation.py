@@ -10,7 +10,7 @@ batch over the row cap raises `RequestTooLargeError` (HTTP 413).
 
 The checks are columnar. Numeric values (list rows of an all-numeric schema, or all
 numeric columns of V2 tensors and object rows) are flattened once and converted in one
-pyarrow call that is also the type check (`_finite_numbers`); V2 binary tensors are
+pyarrow call that is also the type check (`finite_number_matrix`); V2 binary tensors are
 checked as whole arrays. Only a batch that fails a check is walked value by value, to
 name the field and row. A V2 request may also send the already transformed matrix
 (`parse_feature_matrix`).
@@ -18,7 +18,7 @@ name the field and row. A V2 request may also send the already transformed matri
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from operator import itemgetter
@@ -36,7 +36,7 @@ FEATURES_INPUT = "features"
 """V2 input name of the already transformed matrix (the ONNX model's own input)."""
 
 # Up to this many values a request's numbers convert without pyarrow (see
-# `_finite_numbers`); the measured break-even is 250-500 values.
+# `finite_number_matrix`); the measured break-even is 250-500 values.
 _SMALL_BATCH_VALUES = 256
 
 V2_NUMERIC_DATATYPES = frozenset(
@@ -50,7 +50,7 @@ class ParsedRows:
     """Checked request rows: float64 per numeric column (NaN missing), text or None
     per categorical column."""
 
-    numeric: dict[str, np.ndarray]
+    numeric: Mapping[str, np.ndarray]
     categorical: dict[str, np.ndarray]
     rows: int
     matrix: np.ndarray | None = None
@@ -215,16 +215,38 @@ def _number_rows(rows: list[list[Any]], schema: Schema) -> ParsedRows | None:
     """
     if any(column.kind != "numeric" for column in schema.columns):
         return None
-    matrix = _finite_numbers(rows, width=len(schema.columns))
+    matrix = finite_number_matrix(rows, width=len(schema.columns))
     if matrix is None:
         return None
-    numeric = {
-        name: matrix[:, index] for index, name in enumerate(schema.feature_names)
-    }
+    numeric = _MatrixColumns(matrix, schema.feature_names)
     return ParsedRows(numeric=numeric, categorical={}, rows=len(rows), matrix=matrix)
 
 
-def _finite_numbers(
+class _MatrixColumns(Mapping[str, np.ndarray]):
+    """A number matrix's columns by name, each sliced only when asked for.
+
+    Most requests go to the model as the whole matrix; slicing every column up front
+    was a sizable share of a one-row request's parsing.
+    """
+
+    def __init__(self, matrix: np.ndarray, names: list[str]) -> None:
+        self._matrix = matrix
+        self._names = names
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        try:
+            return self._matrix[:, self._names.index(name)]
+        except ValueError:
+            raise KeyError(name) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
+def finite_number_matrix(
     sequences: Sequence[Sequence[Any]], *, width: int
 ) -> np.ndarray | None:
     """Sequences of `width` values as one float64 matrix if each value is a finite int
@@ -340,11 +362,12 @@ def _check_datatype(name: str, *, datatype: str, column: ColumnSchema) -> None:
 def _parse_columns(
     columns: Mapping[str, Sequence[Any]], schema: Schema, *, rows: int
 ) -> ParsedRows:
-    parsed = ParsedRows(numeric={}, categorical={}, rows=rows)
+    numeric: dict[str, np.ndarray] = {}
+    parsed = ParsedRows(numeric=numeric, categorical={}, rows=rows)
     numbers = _number_columns(columns, schema, rows=rows)
     if numbers is not None:
         names = [column.name for column in schema.columns if column.kind == "numeric"]
-        parsed.numeric = dict(zip(names, numbers, strict=True))
+        numeric.update(zip(names, numbers, strict=True))
         if len(names) == len(schema.columns):
             parsed.matrix = numbers.T
     for column in schema.columns:
@@ -352,7 +375,7 @@ def _parse_columns(
         if column.kind != "numeric":
             parsed.categorical[column.name] = _category_values(values, column=column)
         elif numbers is None:
-            parsed.numeric[column.name] = _numeric_values(values, column=column)
+            numeric[column.name] = _numeric_values(values, column=column)
     return parsed
 
 
@@ -367,7 +390,7 @@ def _number_columns(
     names = [column.name for column in schema.columns if column.kind == "numeric"]
     if not names or not all(type(columns[name]) in (list, tuple) for name in names):
         return None
-    return _finite_numbers([columns[name] for name in names], width=rows)
+    return finite_number_matrix([columns[name] for name in names], width=rows)
 
 
 def _numeric_values(values: Sequence[Any], *, column: ColumnSchema) -> np.ndarray:

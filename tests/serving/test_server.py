@@ -74,6 +74,33 @@ def test_v1_lists_match_in_process(
     assert labels == ["malignant" if p >= 0.5 else "benign" for p in expected]
 
 
+def test_concurrent_single_rows_each_get_their_own_answer(
+    server: Any, rows: pd.DataFrame, expected: np.ndarray
+) -> None:
+    """Rows sent at once on many connections (batched by the server) answer as alone.
+
+    A batched row may differ from the in-process value by float32 rounding of the
+    matrix products over the batch, hence 1e-6 rather than VALUE_TOLERANCE.
+    """
+    import asyncio
+
+    async def send_all() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=len(rows))
+        async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+            return await asyncio.gather(
+                *(
+                    client.post(_v1(server), json={"instances": [row]})
+                    for row in rows.values.tolist()
+                )
+            )
+
+    for _ in range(3):
+        responses = asyncio.run(send_all())
+        assert all(r.status_code == 200 for r in responses), responses[0].text
+        served = [r.json()["predictions"][0]["probability"] for r in responses]
+        np.testing.assert_allclose(served, expected, rtol=0, atol=1e-6)
+
+
 def test_v1_objects_match_lists(
     server: Any, rows: pd.DataFrame, expected: np.ndarray
 ) -> None:
