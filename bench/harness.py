@@ -481,6 +481,12 @@ SERVING_RATIOS = [
         "x",
         {"goal": Goal("<=", 1.3), "comparison": "no-op model, same server"},
     ),
+    (
+        "p50 without batching / with (the default)",
+        r"batching off / on \(default\), p50\s*:\s*([\d.]+)x",
+        "x",
+        {"comparison": "the same predictor with --no-batching"},
+    ),
 ]
 # 1,000-row requests: one line before bench.serving split them by request format,
 # one per format (V1 JSON rows, V2 JSON columns, V2 binary) after.

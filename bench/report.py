@@ -15,7 +15,7 @@ repeat, in under 2 minutes on 2 idle cores (112 s measured). Its figures are rou
 so are its verdicts; the goals count in full mode. Quick mode runs the breast-cancer
 pipeline on 1 worker, trains the compression and serving models in-process, probes the
 training section's parallel ceiling once for 1 s, and gives each serving scenario 0.75 s
-after 0.25 s of warm-up on servers shared by kind, model and batch window, started
+after 0.25 s of warm-up on servers shared by kind, model and batching, started
 together. Each section runs its command in a child process, repeats it, and keeps every
 value and the median; `--sections pipeline,drift` picks sections, `--repeats N`
 overrides the repeats.
