@@ -174,7 +174,7 @@ def _serve(
         )
     model.load()
     if kind == "torch":
-        model.runtime = _torch_runtime(model_dir)  # type: ignore[attr-defined]
+        model.runtime = _torch_runtime(model_dir)
     server = BoundModelServer(
         host="127.0.0.1",
         max_body_bytes=16 * 1024 * 1024,  # plumb serve's default
@@ -319,9 +319,13 @@ def _prepare_models(
     `workers` None keeps the training config's default (torchrun on 2 workers).
     """
     from components.common.config import PlumbConfig
-    from components.compress.onnx_quantize import quantize_model_dir
+    from components.compress.onnx_quantize import (
+        calibration_matrix,
+        quantize_model_dir,
+    )
     from components.preprocess.lib import prepare, write_prepared
     from components.preprocess.split import SPLITS
+    from components.preprocess.transform import Transform
     from components.train.lib import train_and_export
 
     training: dict[str, int] = {"epochs": epochs}
@@ -344,8 +348,18 @@ def _prepare_models(
         preprocessor_dir=workdir / "preprocessor",
         model_dir=fp32,
     )
+    # Static int8, the quantization plumb's compress step selects by default.
+    compression = config.compression
+    calibration = calibration_matrix(
+        prepared.splits["train"],
+        transform=Transform.load(fp32 / "transform.json"),
+        rows=compression.calibration_rows,
+        seed=compression.seed,
+    )
     int8 = workdir / "int8"
-    quantize_model_dir(fp32, int8, mode="dynamic", work_dir=workdir)
+    quantize_model_dir(
+        fp32, int8, mode="static", calibration=calibration, work_dir=workdir
+    )
     return {"fp32": fp32, "int8": int8}
 
 
@@ -381,7 +395,7 @@ def server_groups(
     """
     if not share_servers:
         return [[scenario] for scenario in scenarios]
-    groups: dict[tuple[str, str, float], list[Scenario]] = {}
+    groups: dict[tuple[str, str, float, bool], list[Scenario]] = {}
     for scenario in scenarios:
         key = server_key(scenario)
         groups.setdefault(key, []).append(scenario)

@@ -29,7 +29,9 @@ def _parse(argv: list[str]) -> ServeOptions:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--max-rows", type=int, default=DEFAULT_MAX_ROWS)
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
-    parser.add_argument("--no-batching", action="store_true")
+    parser.add_argument(
+        "--batching", action=argparse.BooleanOptionalAction, default=True
+    )
     parser.add_argument("--batch-window-ms", type=float, default=0.0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--latency-log", action="store_true")
@@ -43,7 +45,7 @@ def _parse(argv: list[str]) -> ServeOptions:
         workers=args.workers,
         max_rows=args.max_rows,
         max_body_bytes=args.max_body_bytes,
-        batching=not args.no_batching,
+        batching=args.batching,
         batch_window_ms=args.batch_window_ms,
         threads=args.threads,
         latency_log=args.latency_log,

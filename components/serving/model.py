@@ -32,7 +32,7 @@ from kserve import InferOutput, InferRequest, InferResponse, Model
 from components.common.errors import SchemaError
 from components.common.model_runtime import load_model
 from components.evaluate.explain import explain_rows
-from components.preprocess.transform import category_codes
+from components.preprocess.transform import SCALED_LIMIT, category_codes
 from components.serving.errors import kserve_errors
 from components.serving.validation import (
     FEATURES_INPUT,
@@ -131,6 +131,23 @@ def stacked(
     return run
 
 
+def rows_independent(
+    predict_matrix: Callable[[np.ndarray], np.ndarray], width: int
+) -> bool:
+    """Whether each row's output is the same alone as in a batch with other rows.
+
+    Not so for onnxruntime's dynamic int8 quantization: it takes one scale for the whole
+    input, so one extreme row in a batch moves every other row's answer. Checked on the
+    model itself: a few rows alone, then together with rows at the transform's limits.
+    """
+    rows = np.random.default_rng(0).standard_normal((4, width)).astype(np.float32)
+    extremes = np.full((2, width), SCALED_LIMIT, dtype=np.float32) * [[1.0], [-1.0]]
+    alone = np.concatenate([predict_matrix(row[np.newaxis]) for row in rows])
+    together = predict_matrix(np.vstack([rows, extremes]))[: len(rows)]
+    # float32 products of different batch shapes round differently, well inside this.
+    return bool(np.allclose(alone, together, rtol=1e-5, atol=1e-6))
+
+
 class PlumbModel(Model):
     """A plumb model directory served over KServe's V1 and V2 protocols."""
 
@@ -157,6 +174,9 @@ class PlumbModel(Model):
         self._instances_batcher: MicroBatcher[list, np.ndarray] | None = None
         self._encoded_batcher: MicroBatcher[np.ndarray, np.ndarray] | None = None
         self._batched_rows = min(BATCHED_REQUEST_ROWS, max_rows)
+        # Batched requests share one network call only if rows do not affect each
+        # other's outputs (see `rows_independent`); else each request gets its own.
+        self._rows_independent = True
         self._schema_ordered_transform = False
         self.decision_threshold = DEFAULT_DECISION_THRESHOLD
         self._labels: tuple[str, str] | None = None  # (negative, positive) if binary
@@ -182,12 +202,30 @@ class PlumbModel(Model):
                 positive,
             )
         if self.batching:
+            try:
+                self._rows_independent = rows_independent(
+                    self.runtime.predict_matrix, transform.width
+                )
+            except Exception as err:  # requests will meet it too, and get a 500
+                logger.warning(
+                    "The model failed on probe rows of the transform's %d features "
+                    "(%s); batched requests keep one network call each",
+                    transform.width,
+                    err,
+                )
+                self._rows_independent = False
+            if not self._rows_independent:
+                logger.info(
+                    "A row's output may depend on the other rows of its batch "
+                    "(dynamic quantization); batched requests keep one network call "
+                    "each"
+                )
             window, most = self.batch_window_ms, self.max_rows
             self._instances_batcher = MicroBatcher(
                 self._predict_instances, window_ms=window, max_rows=most
             )
             self._encoded_batcher = MicroBatcher(
-                stacked(self._predict_encoded), window_ms=window, max_rows=most
+                self._predict_requests, window_ms=window, max_rows=most
             )
         logger.info(
             "Loaded %s model %s (%s, %d features) as %r",
@@ -324,7 +362,7 @@ class PlumbModel(Model):
         return None
 
     def _predict_instances(self, requests: list[list]) -> list[np.ndarray | Exception]:
-        """Check and predict the `instances` of several V1 requests in one model call.
+        """Check and predict the `instances` of several V1 requests together.
 
         The common case (every column numeric, every row a list of finite numbers) is
         checked for all requests by one conversion. Otherwise each request is parsed
@@ -336,9 +374,13 @@ class PlumbModel(Model):
             if set(map(type, rows)) == {list}:
                 matrix = finite_number_matrix(rows, width=len(schema.columns))
                 if matrix is not None:
-                    outputs = self._encode_and_predict(matrix)
+                    transform = self.runtime.transform
+                    together = transform.encode(matrix, {}, rows=len(matrix))
                     bounds = np.cumsum([len(part) for part in requests[:-1]])
-                    return list(np.split(outputs, bounds))
+                    if self._rows_independent:
+                        outputs = self._predict_encoded(together)
+                        return list(np.split(outputs, bounds))
+                    return self._predict_requests(np.split(together, bounds))
         encoded: list[np.ndarray | Exception] = []
         for instances in requests:
             try:
@@ -347,7 +389,7 @@ class PlumbModel(Model):
             except Exception as err:  # this request's own 4xx, or its 500
                 encoded.append(err)
         matrices = [item for item in encoded if not isinstance(item, Exception)]
-        results = iter(stacked(self._predict_encoded)(matrices) if matrices else [])
+        results = iter(self._predict_requests(matrices) if matrices else [])
         return [
             item if isinstance(item, Exception) else next(results) for item in encoded
         ]
@@ -365,10 +407,14 @@ class PlumbModel(Model):
     def _predict_encoded(self, encoded: np.ndarray) -> np.ndarray:
         return self.runtime.predict_matrix(encoded)
 
-    def _encode_and_predict(self, numbers: np.ndarray) -> np.ndarray:
-        """Predict from raw numbers in schema order (an all-numeric transform)."""
-        encoded = self.runtime.transform.encode(numbers, {}, rows=len(numbers))
-        return self.runtime.predict_matrix(encoded)
+    def _predict_requests(
+        self, matrices: list[np.ndarray]
+    ) -> list[np.ndarray | Exception]:
+        """The outputs for several requests' encoded rows: one network call if rows
+        are independent, else one call per request."""
+        if self._rows_independent:
+            return stacked(self._predict_encoded)(matrices)
+        return [self._predict_encoded(matrix) for matrix in matrices]
 
     def _output_fields(self, outputs: np.ndarray) -> dict[str, list]:
         values = outputs.tolist()

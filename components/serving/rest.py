@@ -9,6 +9,8 @@ or, with `--workers > 1`, again in each spawned worker (`RESTServer.run`). Subcl
   traceback. A bad request is the client's fault, not the server's: plumb logs it as
   one WARNING line (status, model, message). 5xx answers keep kserve's ERROR log with
   the traceback.
+- `client_disconnect_handler`: a client that hangs up mid-body is one INFO line, not
+  two ERROR tracebacks (kserve's and uvicorn's).
 - `BodyLimitMiddleware`: a body over `max_body_bytes` is answered 413 before it is read;
   a batch over the row cap raises `RequestTooLargeError`, answered 413 by
   `client_error_handler`.
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import time
+from http import HTTPStatus
 from socket import socket
 from typing import Any
 
@@ -60,6 +63,7 @@ from kserve.protocol.rest.v2_datamodels import InferenceRequest
 from kserve.protocol.rest.v2_endpoints import V2Endpoints
 from kserve.utils.numpy_codec import to_np_dtype
 from pydantic import ValidationError
+from starlette.requests import ClientDisconnect
 
 from components.common.logs import setup_logging
 from components.serving.errors import RequestTooLargeError, http_status
@@ -96,6 +100,20 @@ async def client_error_handler(request: Request, exc: Exception) -> Response:
     return _json_response({"error": str(exc)}, status_code=int(status))
 
 
+async def client_disconnect_handler(request: Request, exc: Exception) -> Response:
+    """A client that closed its connection before sending the whole body: one INFO line.
+
+    Nobody is left to read an answer; the 400 only ends the request for the app.
+    """
+    logger.info(
+        "%s %s (model %s): the client closed the connection before sending its body",
+        request.method,
+        request.url.path,
+        request.path_params.get("model_name", "-"),
+    )
+    return Response(status_code=int(HTTPStatus.BAD_REQUEST))
+
+
 async def request_validation_handler(request: Request, exc: Exception) -> Response:
     """FastAPI's 422 for a body that is not an inference request, logged like a 4xx."""
     errors = exc.errors() if isinstance(exc, RequestValidationError) else []
@@ -120,6 +138,7 @@ class PlumbRESTServer(RESTServer):
         for error_type in (InvalidInput, ModelNotFound, RequestTooLargeError):
             app.add_exception_handler(error_type, client_error_handler)
         app.add_exception_handler(RequestValidationError, request_validation_handler)
+        app.add_exception_handler(ClientDisconnect, client_disconnect_handler)
 
     def _add_middlewares(self, app: FastAPI) -> None:
         super()._add_middlewares(app)

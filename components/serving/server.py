@@ -35,6 +35,11 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 
 
+# Every request of a batch waits out the window; a second already costs more than
+# batching can save.
+MAX_BATCH_WINDOW_MS = 1000.0
+
+
 @dataclass
 class ServeOptions:
     """What `plumb serve` and `python -m components.serving` were asked for."""
@@ -72,9 +77,10 @@ class ServeOptions:
             raise PlumbError(
                 f"--grpc-port {self.grpc_port} equals --port; choose another port"
             )
-        if self.batch_window_ms < 0:
+        if not 0 <= self.batch_window_ms <= MAX_BATCH_WINDOW_MS:  # NaN fails too
             raise PlumbError(
-                f"--batch-window-ms must be >= 0, got {self.batch_window_ms}"
+                f"--batch-window-ms must be between 0 and {MAX_BATCH_WINDOW_MS:g} ms, "
+                f"got {self.batch_window_ms:g}; 0 batches only requests already waiting"
             )
         if not self.batching and self.batch_window_ms > 0:
             raise PlumbError(

@@ -143,6 +143,18 @@ CLI_CASES: dict[str, CliCase] = {
     "serve-port-out-of-range": CliCase(
         ["serve", ".", "--port", "99999"], "--port 99999 is not a TCP port"
     ),
+    "serve-endless-batch-window": CliCase(
+        ["serve", ".", "--batch-window-ms", "inf"],
+        "--batch-window-ms must be between 0 and 1000 ms, got inf",
+    ),
+    "serve-nan-batch-window": CliCase(
+        ["serve", ".", "--batch-window-ms", "nan"],
+        "--batch-window-ms must be between 0 and 1000 ms, got nan",
+    ),
+    "serve-window-without-batching": CliCase(
+        ["serve", ".", "--batch-window-ms", "5", "--no-batching"],
+        "--batch-window-ms 5 needs batching; drop --no-batching or the window",
+    ),
     "serve-host-not-this-machine": CliCase(
         ["serve", ".", "--host", "192.0.2.1"], "cannot listen on 192.0.2.1:8080"
     ),

@@ -286,3 +286,72 @@ def test_bad_requests_in_a_batch_fail_alone(
         atol=1e-6,
     )
     assert calls == [4]
+
+
+@pytest.fixture(scope="module")
+def quantized_dirs(
+    trained_model_dir: Path,
+    prepared_breast_cancer: PreparedData,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, Path]:
+    """The session's float model quantized to int8 both ways, as plumb's compress does."""
+    from components.compress.onnx_quantize import calibration_matrix, quantize_model_dir
+    from components.preprocess.transform import Transform
+
+    root = tmp_path_factory.mktemp("quantized")
+    transform = Transform.load(trained_model_dir / "transform.json")
+    calibration = calibration_matrix(
+        prepared_breast_cancer.splits["train"], transform=transform, rows=200, seed=0
+    )
+    return {
+        mode: quantize_model_dir(
+            trained_model_dir,
+            root / mode,
+            mode=mode,
+            calibration=calibration if mode == "static" else None,
+            work_dir=root,
+        )
+        for mode in ("dynamic", "static")
+    }
+
+
+def test_only_dynamic_quantization_makes_rows_depend_on_each_other(
+    trained_model_dir: Path, quantized_dirs: dict[str, Path]
+) -> None:
+    """fp32 and static int8 answer a row alike in any batch; dynamic int8 does not."""
+    from components.common.model_runtime import load_model
+    from components.serving.model import rows_independent
+
+    found = {}
+    for name, model_dir in [("fp32", trained_model_dir), *quantized_dirs.items()]:
+        runtime = load_model(model_dir)
+        found[name] = rows_independent(runtime.predict_matrix, runtime.transform.width)
+    assert found == {"fp32": True, "static": True, "dynamic": False}
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "static"])
+def test_an_extreme_request_never_moves_other_requests_answers(
+    mode: str, quantized_dirs: dict[str, Path], prepared_breast_cancer: PreparedData
+) -> None:
+    """20 copies of a row sent with one extreme row get the answer the row gets alone.
+
+    With dynamic int8 the extreme row would set the quantization scale of a shared
+    call (0.99 -> 0.46 for this row when it did); those requests keep their own calls.
+    """
+    schema = prepared_breast_cancer.schema
+    row = prepared_breast_cancer.splits["test"][schema.feature_names].iloc[0].tolist()
+    extreme = list(row)
+    extreme[schema.feature_names.index("mean area")] = 1e6
+    requests = [{"instances": [row]}] * 10 + [{"instances": [extreme]}]
+    requests += [{"instances": [row]}] * 10
+
+    model = PlumbModel("m", quantized_dirs[mode])
+    model.load()
+    calls = _counting(model)
+    alone = _probabilities(asyncio.run(model.predict({"instances": [row]})))[0]
+    calls.clear()
+    together = asyncio.run(_gathered(model, requests))
+
+    copies = [answer[0] for answer in together[:10] + together[11:]]
+    np.testing.assert_allclose(copies, [alone] * 20, rtol=0, atol=1e-6)
+    assert calls == ([1] * 21 if mode == "dynamic" else [21])

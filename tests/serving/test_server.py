@@ -504,3 +504,38 @@ def test_refused_requests_log_one_warning_line(server: Any, rows: pd.DataFrame) 
     new_lines = server.log().splitlines()[before:]
     (warning,) = [line for line in new_lines if " WARNING " in line]
     assert f" 413 POST /v1/models/{MODEL_NAME}:predict: " in warning
+
+
+def test_client_hanging_up_mid_body_is_one_info_line(
+    server: Any, rows: pd.DataFrame, expected: np.ndarray
+) -> None:
+    """A client that closes its connection halfway through a body: one INFO line, no
+    ERROR or traceback, and the server answers the next request."""
+    import socket
+    import time
+
+    before = len(server.log().splitlines())
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
+            conn.sendall(
+                f"POST /v1/models/{MODEL_NAME}:predict HTTP/1.1\r\n"
+                "Host: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                "Content-Length: 1000\r\n\r\n".encode()
+                + b'{"instances": [[1.0, '
+            )
+            time.sleep(0.2)  # the server is now waiting for the rest of the body
+    response = httpx.post(_v1(server), json={"instances": rows.values.tolist()})
+    assert response.status_code == 200
+    served = [p["probability"] for p in response.json()["predictions"]]
+    np.testing.assert_allclose(served, expected, rtol=0, atol=VALUE_TOLERANCE)
+
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        new_lines = server.log().splitlines()[before:]
+        hung_up = [line for line in new_lines if "closed the connection" in line]
+        if len(hung_up) == 3:
+            break
+        time.sleep(0.1)
+    assert len(hung_up) == 3, "\n".join(new_lines)
+    assert all(" INFO components.serving.rest: " in line for line in hung_up)
+    assert not [line for line in new_lines if "Traceback" in line or " ERROR " in line]
