@@ -6,7 +6,13 @@ conftest` finds whichever was imported first.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from components.common.config import PlumbConfig
+
+if TYPE_CHECKING:
+    from components.preprocess.lib import PreparedData
 
 
 def quick_config(**sections: dict) -> PlumbConfig:
@@ -23,6 +29,29 @@ def quick_config(**sections: dict) -> PlumbConfig:
     for name, values in sections.items():
         raw[name] = {**raw.get(name, {}), **values}
     return PlumbConfig.model_validate(raw)
+
+
+def prepare_and_train(config: PlumbConfig, root: Path) -> tuple[PreparedData, Path]:
+    """Prepare the config's data into `root` (the splits as Parquet, `preprocessor/`),
+    train its network into `root/model`; return the prepared data and the model dir."""
+    from components.preprocess.lib import prepare, write_prepared
+    from components.preprocess.split import SPLITS
+    from components.train.lib import train_and_export
+
+    prepared = prepare(config)
+    write_prepared(
+        prepared,
+        split_paths={name: str(root / f"{name}.parquet") for name in SPLITS},
+        preprocessor_dir=str(root / "preprocessor"),
+    )
+    train_and_export(
+        config.training,
+        train=prepared.splits["train"],
+        validation=prepared.splits["validation"],
+        preprocessor_dir=root / "preprocessor",
+        model_dir=root / "model",
+    )
+    return prepared, root / "model"
 
 
 def metric_value(text: str, name: str, **labels: str) -> float | None:

@@ -5,12 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from plumb_testing import prepare_and_train
 
 from components.common.config import CompressionConfig, PlumbConfig
 from components.compress.lib import compress_model
-from components.preprocess.lib import prepare, write_prepared
-from components.preprocess.split import SPLITS
-from components.train.lib import train_and_export
 
 
 @pytest.mark.slow
@@ -22,19 +20,7 @@ def test_structured_pruning_plus_int8_is_four_times_smaller(tmp_path: Path) -> N
             "training": {"epochs": 3, "hidden_units": [64, 32]},
         }
     )
-    prepared = prepare(config)
-    write_prepared(
-        prepared,
-        split_paths={name: str(tmp_path / f"{name}.parquet") for name in SPLITS},
-        preprocessor_dir=str(tmp_path / "preprocessor"),
-    )
-    train_and_export(
-        config.training,
-        train=prepared.splits["train"],
-        validation=prepared.splits["validation"],
-        preprocessor_dir=tmp_path / "preprocessor",
-        model_dir=tmp_path / "model",
-    )
+    prepared, _ = prepare_and_train(config, tmp_path)
 
     report = compress_model(
         CompressionConfig(

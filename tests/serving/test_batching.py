@@ -10,10 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from kserve import InferInput, InferRequest
-from plumb_testing import quick_config
+from plumb_testing import prepare_and_train, quick_config
 
-from components.preprocess.lib import PreparedData, prepare, write_prepared
-from components.preprocess.split import SPLITS
+from components.preprocess.lib import PreparedData
 from components.serving.model import (
     BATCHED_REQUEST_ROWS,
     MicroBatcher,
@@ -204,24 +203,9 @@ def test_large_request_runs_by_itself(trained_model_dir: Path) -> None:
 @pytest.fixture(scope="module")
 def credit_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
     """An MLP on credit data (numeric and categorical columns, missing values)."""
-    from components.train.lib import train_and_export
-
     config = quick_config(data={"dataset": "credit"}, training={"epochs": 2})
-    prepared = prepare(config)
-    root = tmp_path_factory.mktemp("credit")
-    write_prepared(
-        prepared,
-        split_paths={name: str(root / f"{name}.parquet") for name in SPLITS},
-        preprocessor_dir=str(root / "preprocessor"),
-    )
-    train_and_export(
-        config.training,
-        train=prepared.splits["train"],
-        validation=prepared.splits["validation"],
-        preprocessor_dir=root / "preprocessor",
-        model_dir=root / "model",
-    )
-    return root / "model", prepared
+    prepared, model_dir = prepare_and_train(config, tmp_path_factory.mktemp("credit"))
+    return model_dir, prepared
 
 
 def test_categorical_rows_batch_after_encoding(credit_model: tuple[Path, Any]) -> None:
