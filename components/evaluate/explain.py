@@ -1,9 +1,10 @@
 """Per-prediction attributions on the raw, human-named columns.
 
-An attribution is how much the prediction moves when one column is replaced by its
+An attribution is the prediction minus the prediction with one column replaced by its
 baseline value (the training median for numbers, the unknown bucket for categories),
-all other columns unchanged. Evaluation and the model server's `:explain` endpoint both
-call `explain_rows`, so a person sees the same numbers in the report and from the API.
+all other columns unchanged: positive when the row's value raises the prediction.
+Evaluation and the model server's `:explain` endpoint both call `explain_rows`, so a
+person sees the same numbers in the report and from the API.
 """
 
 from __future__ import annotations

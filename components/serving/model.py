@@ -28,6 +28,7 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 from kserve import InferOutput, InferRequest, InferResponse, Model
+from kserve.errors import InvalidInput
 
 from components.common.errors import SchemaError
 from components.common.model_runtime import load_model
@@ -214,12 +215,14 @@ class PlumbModel(Model):
                     err,
                 )
                 self._rows_independent = False
-            if not self._rows_independent:
-                logger.info(
-                    "A row's output may depend on the other rows of its batch "
-                    "(dynamic quantization); batched requests keep one network call "
-                    "each"
-                )
+            logger.info(
+                "Batching: requests waiting together share %s",
+                "one network call"
+                if self._rows_independent
+                else "checks and transform; each keeps its own network call, as a "
+                "row's output may depend on the other rows of a call (dynamic "
+                "quantization)",
+            )
             window, most = self.batch_window_ms, self.max_rows
             self._instances_batcher = MicroBatcher(
                 self._predict_instances, window_ms=window, max_rows=most
@@ -463,19 +466,27 @@ def _tensor_values(tensor: Any) -> tuple[str, str, list[int], list | np.ndarray]
     """Return `(name, datatype, shape, flat values)` of one V2 input tensor.
 
     JSON data stays a list (flattened when sent nested); binary tensor data is kserve's
-    1-D numpy array. Nothing is copied value by value.
+    1-D numpy array. Nothing is copied value by value. A gRPC tensor sent as raw bytes
+    arrives with an empty `data` list; its values are in `as_numpy()`.
     """
     name, datatype, shape = tensor.name, tensor.datatype, list(tensor.shape)
+    expected = math.prod(shape) if shape else 0
+    data = tensor.data
+    if isinstance(data, list) and not data and expected:
+        try:  # gRPC raw bytes, or truly empty: then the length check names it
+            data = tensor.as_numpy()
+        except (ValueError, TypeError, InvalidInput):
+            pass
     try:
-        if isinstance(tensor.data, list):
-            flat: list | np.ndarray = tensor.data
+        if isinstance(data, list):
+            flat: list | np.ndarray = data
             while flat and all(type(value) is list for value in flat):
                 flat = list(chain.from_iterable(flat))
         else:
-            flat = tensor.as_numpy().reshape(-1)
+            array = data if isinstance(data, np.ndarray) else tensor.as_numpy()
+            flat = array.reshape(-1)
     except (ValueError, TypeError) as err:
         raise SchemaError(f"input {name!r} cannot be read: {err}") from err
-    expected = math.prod(shape) if shape else 0
     if len(flat) != expected:
         raise SchemaError(
             f"input {name!r} declares shape {shape} ({expected} values) but holds "

@@ -30,6 +30,7 @@ import pyarrow as pa
 
 from components.common.errors import SchemaError
 from components.preprocess.schema import ColumnSchema, Schema
+from components.preprocess.transform import SCALED_LIMIT
 from components.serving.errors import RequestTooLargeError
 
 FEATURES_INPUT = "features"
@@ -158,6 +159,8 @@ def parse_feature_matrix(
 
     Raises:
         SchemaError: Wrong datatype, shape, value type, or a value that is not finite.
+            Finite values beyond the transform's bound (`SCALED_LIMIT`) are clipped to
+            it, as the transform clips raw rows.
     """
     field = f"input {FEATURES_INPUT!r}"
     if datatype not in ("FP32", "FP64"):
@@ -175,12 +178,20 @@ def parse_feature_matrix(
         )
     if isinstance(values, list) and not set(map(type, values)) <= {int, float}:
         raise SchemaError(f"{field} must hold numbers only")
-    matrix = np.asarray(values, dtype=np.float32).reshape(shape)
+    # Checked before the cast to float32, where a finite 1e39 would become infinity.
+    try:
+        array = np.asarray(values)
+        if array.dtype != np.float32:
+            array = array.astype(np.float64)
+    except (OverflowError, ValueError, TypeError) as err:
+        raise SchemaError(f"{field} holds a number no float can hold: {err}") from err
+    matrix = array.reshape(shape)
     finite = np.isfinite(matrix)
     if not finite.all():
         row = int(np.argmin(finite.all(axis=1)))
         raise SchemaError(f"{field} holds NaN or infinity in row {row}")
-    return matrix
+    # The bound every transformed row keeps, so the network never overflows to NaN.
+    return np.clip(matrix, -SCALED_LIMIT, SCALED_LIMIT).astype(np.float32, copy=False)
 
 
 def _check_batch(values: Any, *, field: str, max_rows: int) -> None:

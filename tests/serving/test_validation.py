@@ -245,3 +245,40 @@ def test_a_bool_among_zeros_and_ones_is_refused(flags: int) -> None:
     parsed = parse_instances(rows, NUMERIC_SCHEMA, max_rows=1000)
     assert parsed.matrix is not None
     assert parsed.matrix[:flags, 0].sum() == (flags - 1) // 2 + 1
+
+
+def test_features_tensor_beyond_float32_is_clipped_not_nan(
+    trained_model_dir: Path,
+) -> None:
+    """Finite `features` values too large for float32 are clipped to the transform's
+    bound (as raw rows are), so the answer is a probability, never null."""
+    from kserve import InferInput, InferRequest
+
+    from components.preprocess.transform import SCALED_LIMIT
+    from components.serving.model import PlumbModel
+    from components.serving.validation import parse_feature_matrix
+
+    width = 3
+    matrix = parse_feature_matrix(
+        [1e300, -3e38, 0.5], datatype="FP64", shape=[1, width], width=width, max_rows=5
+    )
+    assert matrix.dtype == np.float32
+    np.testing.assert_array_equal(matrix, [[SCALED_LIMIT, -SCALED_LIMIT, 0.5]])
+    for bad, message in (
+        (float("nan"), "NaN or infinity in row 0"),
+        (10**400, "no float"),
+    ):
+        with pytest.raises(SchemaError, match=message):
+            parse_feature_matrix(
+                [bad, 0.0, 0.0], datatype="FP64", shape=[1, 3], width=3, max_rows=5
+            )
+
+    model = PlumbModel("m", trained_model_dir)
+    model.load()
+    width = model.runtime.transform.width
+    tensor = InferInput("features", [2, width], "FP32")
+    huge = np.full((2, width), 3e38, dtype=np.float32) * [[1.0], [-1.0]]
+    tensor.set_data_from_numpy(huge.astype(np.float32), binary_data=False)
+    answer = asyncio.run(model.predict(InferRequest("m", infer_inputs=[tensor])))
+    probabilities = list(answer.outputs[0].data)
+    assert all(0.0 <= p <= 1.0 for p in probabilities), probabilities
