@@ -103,7 +103,7 @@ class MicroBatcher(Generic[Item, Result]):
             self._scheduled.cancel()
             self._scheduled = None
         batch, self._pending, self._pending_rows = self._pending, [], 0
-        # A request whose client went away was cancelled; its rows are not run.
+        # A request cancelled while it waited (at shutdown, say) is not run.
         batch = [(item, future) for item, future in batch if not future.done()]
         if not batch:
             return

@@ -155,12 +155,11 @@ def parse_feature_matrix(
         max_rows: The most rows one request may carry.
 
     Returns:
-        The float32 matrix, ready for the model.
+        The float32 matrix, ready for the model. Finite values beyond the transform's
+        bound (`SCALED_LIMIT`) are clipped to it, as the transform clips raw rows.
 
     Raises:
         SchemaError: Wrong datatype, shape, value type, or a value that is not finite.
-            Finite values beyond the transform's bound (`SCALED_LIMIT`) are clipped to
-            it, as the transform clips raw rows.
     """
     field = f"input {FEATURES_INPUT!r}"
     if datatype not in ("FP32", "FP64"):
